@@ -1,0 +1,45 @@
+"""`nnunet-surgery` console script: one subcommand per module in `nnunet_surgery.commands`.
+
+Each command module defines `HELP` (one line), `add_arguments(parser)` and `run(args) -> int`, and keeps
+its heavy imports inside `run` so that `nnunet-surgery --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+__all__ = ["COMMANDS", "main"]
+
+# subcommand name -> module in nnunet_surgery.commands
+COMMANDS: dict[str, str] = {
+    "trainers-dir": "trainers_dir",
+    "report": "report",
+    "demo": "demo",
+}
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nnunet-surgery",
+        description="Calibrated nnU-Net v2 training with gradient vector field surgery, and calibration reports.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, module_name in COMMANDS.items():
+        module = importlib.import_module(f"nnunet_surgery.commands.{module_name}")
+        command_parser = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(command_parser)
+        command_parser.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse `argv` (default: `sys.argv[1:]`), run the subcommand and return its exit code."""
+    args = _build_parser().parse_args(argv)
+    return int(args._run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

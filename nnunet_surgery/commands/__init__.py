@@ -1,0 +1,1 @@
+"""Subcommands of the `nnunet-surgery` console script (see `nnunet_surgery.cli`)."""

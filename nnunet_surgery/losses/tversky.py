@@ -1,0 +1,119 @@
+"""Soft Tversky / Dice loss with optional gradient vector field surgery, in nnU-Net's conventions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from nnunetv2.utilities.helpers import softmax_helper_dim1
+from torch import nn
+
+from nnunet_surgery.losses._reduce import reduce_region_sums
+from nnunet_surgery.surgery import surgical_sigmoid, surgical_softmax
+from nnunet_surgery.targets import as_channel_target, onehot
+
+__all__ = ["SURGICAL_COUNTERPARTS", "SoftTverskyLoss"]
+
+#: nnU-Net's activations and their surgical twins (which also take the target and the exponent).
+SURGICAL_COUNTERPARTS: dict[Callable, Callable] = {
+    softmax_helper_dim1: surgical_softmax,
+    torch.softmax: surgical_softmax,
+    torch.sigmoid: surgical_sigmoid,
+}
+
+
+class SoftTverskyLoss(nn.Module):
+    """Soft Tversky loss (Salehi et al. 2017), Dice at `alpha = 0.5`, with optional surgery (Eq. 10).
+
+    Per image (or per batch with `batch_dice`) and channel,
+
+        TI = (2 TP + smooth) / (2 TP + 2 alpha FP + 2 beta FN + smooth),     beta = 1 - alpha,
+           = (2 TP + smooth) / (2 alpha sum(p) + 2 beta sum(y) + smooth),
+
+    the Tversky index with numerator and denominator doubled, so that `alpha = 0.5` is exactly nnU-Net's
+    `MemoryEfficientSoftDiceLoss` (Eq. 1), value and gradient, bit for bit. The loss is `-mean(TI)`, as in
+    nnU-Net. With `surgery=True` the activation is replaced by its surgical twin (`surgical_softmax` for
+    nnU-Net's softmax, `surgical_sigmoid` for sigmoid): same forward, error-linear backward (Eq. 9-10).
+
+    Drop-in `dice_class` for nnU-Net's `DC_and_CE_loss` / `DC_and_BCE_loss`: pass the extra arguments in
+    `soft_dice_kwargs`.
+
+    Args:
+        apply_nonlin: activation applied to the logits (nnU-Net's `softmax_helper_dim1` or `torch.sigmoid`);
+            with `surgery=True` it must be one of `SURGICAL_COUNTERPARTS`.
+        batch_dice: pool TP/FP/FN over the batch (and DDP ranks) instead of per image.
+        do_bg: include channel 0 (set False for softmax outputs, as nnU-Net does).
+        smooth: added to numerator and denominator.
+        ddp: all-gather the pooled sums across ranks when `batch_dice` is set.
+        alpha: weight of false positives; `beta = 1 - alpha` weighs false negatives.
+        surgery: replace the activation's backward by the paper's vector field.
+        exponent: the surgery's decline exponent `n` (None drops the decline terms).
+
+    Shapes:
+        logits `(b, c, *spatial)`; target a label map `(b, 1, *spatial)` or one-hot/regions `(b, c, *spatial)`;
+        loss_mask `(b, 1, *spatial)`, 1 for voxels that count.
+    """
+
+    def __init__(
+        self,
+        apply_nonlin: Callable | None = None,
+        batch_dice: bool = False,
+        do_bg: bool = True,
+        smooth: float = 1.0,
+        ddp: bool = True,
+        alpha: float = 0.5,
+        surgery: bool = False,
+        exponent: float | None = 20,
+    ) -> None:
+        super().__init__()
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], but got {alpha}")
+        if surgery and apply_nonlin not in SURGICAL_COUNTERPARTS:
+            raise ValueError(
+                f"surgery needs apply_nonlin to be nnU-Net's softmax_helper_dim1 or torch.sigmoid, "
+                f"but got {apply_nonlin!r}"
+            )
+        self.apply_nonlin = apply_nonlin
+        self.batch_dice = batch_dice
+        self.do_bg = do_bg
+        self.smooth = smooth
+        self.ddp = ddp
+        self.alpha = alpha
+        self.surgery = surgery
+        self.exponent = exponent
+
+    def extra_repr(self) -> str:
+        return (
+            f"alpha={self.alpha}, surgery={self.surgery}, exponent={self.exponent}, "
+            f"batch_dice={self.batch_dice}, do_bg={self.do_bg}, smooth={self.smooth}"
+        )
+
+    def activate(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Probabilities from logits: the surgical twin of `apply_nonlin` if `surgery`, else `apply_nonlin`."""
+        if self.surgery:
+            return SURGICAL_COUNTERPARTS[self.apply_nonlin](logits, target, self.exponent)
+        return logits if self.apply_nonlin is None else self.apply_nonlin(logits)
+
+    def forward(
+        self, x: torch.Tensor, y: torch.Tensor, loss_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        y = as_channel_target(x, y)
+        with torch.no_grad():
+            y_onehot = onehot(x, y)
+        x = self.activate(x, y)
+        if not self.do_bg:
+            x, y_onehot = x[:, 1:], y_onehot[:, 1:]
+        axes = tuple(range(2, x.ndim))
+
+        with torch.no_grad():
+            sum_gt = y_onehot.sum(axes) if loss_mask is None else (y_onehot * loss_mask).sum(axes)
+        intersect = (x * y_onehot).sum(axes) if loss_mask is None else (x * y_onehot * loss_mask).sum(axes)
+        sum_pred = x.sum(axes) if loss_mask is None else (x * loss_mask).sum(axes)
+
+        intersect, sum_pred, sum_gt = reduce_region_sums(
+            (intersect, sum_pred, sum_gt), self.batch_dice, self.ddp
+        )
+        beta = 1.0 - self.alpha
+        denominator = (2 * beta) * sum_gt + (2 * self.alpha) * sum_pred + self.smooth
+        tversky = (2 * intersect + self.smooth) / torch.clip(denominator, 1e-8)
+        return -tversky.mean()

@@ -1,0 +1,197 @@
+"""Gradient vector field surgery: softmax / sigmoid whose backward pass is error-linear.
+
+The paper (../shared/paper, Sections 3.2 and Appendix C) keeps the forward pass and the loss's own
+`dL/dp`, and replaces the activation's derivative `p(1 - p)` by the error weight of Eq. 10
+
+    w(e) = 0.25 * e * (1 - e**n) * (1 - (1 - e)**n),        e = |y - p|,
+
+where `n` is the decline exponent (`exponent=None` drops both decline factors: `w = 0.25 * e`).
+
+* Two softmax channels (nnU-Net's binary case): exactly the paper's Listing 1,
+  `grad_z_fg = w * (g_fg - g_bg)`, `grad_z_bg = -grad_z_fg`, with `g = dL/dp` and `w` from the
+  foreground channel. No division, no clamping.
+* K > 2 softmax channels (our generalisation, REFERENCE.md): the plain softmax vector-Jacobian
+  product `p * (g - <p, g>)` is rescaled per voxel by `s = w(e) / (p_y * e)` with `e = 1 - p_y`,
+
+      s = 0.25 * (1 - e**n) * (1 - p_y**n) / p_y,
+
+  which reduces to Listing 1 for two channels, keeps the direction of the loss's own logit gradient
+  and its zero channel sum, and is bounded by `0.25 * n` (its limit as `p_y -> 0`). With
+  `exponent=None`, `s = 0.25 / max(p_y, P_Y_MIN)`: the clamp bounds `s` by `0.25 / P_Y_MIN`.
+* Sigmoid (region-based training): `p(1 - p)` is replaced by `w(|y - p|)` per channel.
+
+All factors are computed from logarithms (`1 - x**n = -expm1(n * log x)`), so they stay exact for
+probabilities of exactly 0 or 1 and for logits of +-1e4. The math runs in float32 (float64 for
+float64 logits) with autocast disabled; the probabilities are returned in that dtype, as autocast
+returns softmax in float32, and the logits' gradient in the logits' dtype.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import torch
+
+from nnunet_surgery.targets import as_channel_target, is_onehot
+
+__all__ = ["P_Y_MIN", "error_weight", "softmax_rescale", "surgical_sigmoid", "surgical_softmax"]
+
+#: Clamp of the true-class probability in `softmax_rescale` for K > 2 channels and `exponent=None`.
+P_Y_MIN = 1e-2
+
+
+def _one_minus_pow(log_x: torch.Tensor, exponent: float) -> torch.Tensor:
+    """`1 - x**n` from `log x`, exact near `x = 1` and finite at `x = 0` (`log x = -inf`)."""
+    return -torch.expm1(exponent * log_x)
+
+
+def error_weight(error: torch.Tensor, exponent: float | None) -> torch.Tensor:
+    """The error-linear factor that replaces `p(1 - p)` (Eq. 10, Appendix C's `error_weight`).
+
+    Args:
+        error: `e = |y - p|` in `[0, 1]`, any shape.
+        exponent: decline exponent `n`; `None` drops the decline factors.
+
+    Returns:
+        `0.25 * e * (1 - e**n) * (1 - (1 - e)**n)`, or `0.25 * e` for `exponent=None`; same shape.
+    """
+    if exponent is None:
+        return 0.25 * error
+    return (
+        0.25
+        * error
+        * _one_minus_pow(torch.log(error), exponent)
+        * _one_minus_pow(torch.log1p(-error), exponent)
+    )
+
+
+def softmax_rescale(p_y: torch.Tensor, exponent: float | None) -> torch.Tensor:
+    """Per-voxel rescale `s` of the plain softmax gradient for K >= 2 channels (REFERENCE.md).
+
+    `s = error_weight(e) / (p_y * e)` with `e = 1 - p_y`, i.e. `0.25 (1 - e**n)(1 - p_y**n) / p_y`,
+    evaluated without dividing by `e` and with its limit `0.25 n` at `p_y = 0`.
+
+    Args:
+        p_y: probability of the true class, `(b, 1, *spatial)`.
+        exponent: decline exponent `n`; `None` gives `0.25 / max(p_y, P_Y_MIN)`.
+
+    Returns:
+        `s`, same shape as `p_y`, finite and in `[0, 0.25 n]` (or `[0, 0.25 / P_Y_MIN]`).
+    """
+    if exponent is None:
+        return 0.25 / p_y.clamp_min(P_Y_MIN)
+    head = _one_minus_pow(torch.log1p(-p_y), exponent)  # 1 - e**n, ~ n p_y for small p_y
+    head_over_p = torch.where(p_y > 0, head / p_y, torch.full_like(p_y, float(exponent)))
+    return 0.25 * head_over_p * _one_minus_pow(torch.log(p_y), exponent)
+
+
+def _math_dtype(logits: torch.Tensor) -> torch.dtype:
+    return torch.float64 if logits.dtype == torch.float64 else torch.float32
+
+
+class _SurgicalSoftmax(torch.autograd.Function):
+    """softmax over dim 1 with the surgical backward; see the module docstring."""
+
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor, target: torch.Tensor, exponent: float | None) -> torch.Tensor:
+        ctx.logits_dtype = logits.dtype
+        with torch.autocast(device_type=logits.device.type, enabled=False):
+            probs = torch.softmax(logits.to(_math_dtype(logits)), 1)
+            onehot_target = is_onehot(logits, target)
+            if probs.shape[1] == 2:
+                # Listing 1: weight from the foreground channel
+                y_fg = target[:, 1:2] if onehot_target else (target == 1)
+                weight = error_weight((y_fg.to(probs.dtype) - probs[:, 1:2]).abs(), exponent)
+                ctx.two_channel = True
+                ctx.save_for_backward(weight)
+            else:
+                if onehot_target:
+                    p_y = (probs * target.to(probs.dtype)).sum(1, keepdim=True)
+                else:
+                    p_y = probs.gather(1, target.long())
+                ctx.two_channel = False
+                ctx.save_for_backward(probs, softmax_rescale(p_y, exponent))
+        return probs
+
+    @staticmethod
+    def backward(ctx, grad_probs: torch.Tensor):
+        if ctx.two_channel:
+            (weight,) = ctx.saved_tensors
+            grad_probs = grad_probs.to(weight.dtype)
+            grad_fg = weight * (grad_probs[:, 1:2] - grad_probs[:, 0:1])
+            grad_logits = torch.cat((-grad_fg, grad_fg), 1)
+        else:
+            probs, scale = ctx.saved_tensors
+            grad_probs = grad_probs.to(probs.dtype)
+            grad_logits = (scale * probs) * (grad_probs - (probs * grad_probs).sum(1, keepdim=True))
+        return grad_logits.to(ctx.logits_dtype), None, None
+
+
+class _SurgicalSigmoid(torch.autograd.Function):
+    """Element-wise sigmoid with `p(1 - p)` replaced by `error_weight(|y - p|)` in the backward."""
+
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor, target: torch.Tensor, exponent: float | None) -> torch.Tensor:
+        ctx.logits_dtype = logits.dtype
+        with torch.autocast(device_type=logits.device.type, enabled=False):
+            probs = torch.sigmoid(logits.to(_math_dtype(logits)))
+            ctx.save_for_backward(error_weight((target.to(probs.dtype) - probs).abs(), exponent))
+        return probs
+
+    @staticmethod
+    def backward(ctx, grad_probs: torch.Tensor):
+        (weight,) = ctx.saved_tensors
+        return (weight * grad_probs.to(weight.dtype)).to(ctx.logits_dtype), None, None
+
+
+def _check_exponent(exponent: float | None) -> float | None:
+    if exponent is None:
+        return None
+    if isinstance(exponent, bool) or not isinstance(exponent, numbers.Real) or not exponent > 0:
+        raise ValueError(f"exponent must be None or a positive number, but got {exponent!r}")
+    return float(exponent)
+
+
+def surgical_softmax(
+    logits: torch.Tensor, target: torch.Tensor, exponent: float | None = None
+) -> torch.Tensor:
+    """`torch.softmax(logits, 1)` whose backward is the paper's vector field (Eq. 10, Listing 1).
+
+    Args:
+        logits: `(b, c, *spatial)` with c >= 2, 2D or 3D, any float dtype.
+        target: label map `(b, 1, *spatial)` / `(b, *spatial)` with values in `[0, c)`, or a one-hot tensor of
+            the logits' shape. Voxels that a loss mask removes may hold any valid label: their `dL/dp` is 0,
+            and so is their logit gradient.
+        exponent: decline exponent `n` (the paper uses 20); `None` drops the decline factors.
+
+    Returns:
+        Probabilities `(b, c, *spatial)` in float32 (float64 for float64 logits).
+    """
+    if logits.ndim < 3 or logits.shape[1] < 2:
+        raise ValueError(f"logits must have shape (b, c >= 2, *spatial), but got {tuple(logits.shape)}")
+    target = as_channel_target(logits, target)
+    return _SurgicalSoftmax.apply(logits, target.detach(), _check_exponent(exponent))
+
+
+def surgical_sigmoid(
+    logits: torch.Tensor, target: torch.Tensor, exponent: float | None = None
+) -> torch.Tensor:
+    """`torch.sigmoid(logits)` with `p(1 - p)` replaced by `0.25 |y-p| (1-|y-p|^n)(1-(1-|y-p|)^n)`.
+
+    For region-based training: every channel is an independent binary problem.
+
+    Args:
+        logits: `(b, c, *spatial)`, any float dtype.
+        target: region tensor of the logits' shape with values in `[0, 1]` (a label map is accepted when c == 1).
+        exponent: decline exponent `n`; `None` drops the decline factors.
+
+    Returns:
+        Probabilities `(b, c, *spatial)` in float32 (float64 for float64 logits).
+    """
+    target = as_channel_target(logits, target)
+    if not is_onehot(logits, target):
+        raise ValueError(
+            f"surgical_sigmoid needs a region target of the logits' shape {tuple(logits.shape)}, "
+            f"but got {tuple(target.shape)}"
+        )
+    return _SurgicalSigmoid.apply(logits, target.detach(), _check_exponent(exponent))

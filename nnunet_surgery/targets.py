@@ -1,0 +1,64 @@
+"""Target handling shared by the surgery and the losses: label maps versus one-hot / region tensors.
+
+nnU-Net passes targets either as a label map of shape `(b, 1, *spatial)` (or `(b, *spatial)`) or, for
+region-based training, as a tensor of the logits' shape `(b, c, *spatial)`.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["as_channel_target", "is_onehot", "onehot"]
+
+
+def as_channel_target(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Give a label map its channel axis and check that `target` fits `logits`.
+
+    Args:
+        logits: network output `(b, c, *spatial)`.
+        target: label map `(b, 1, *spatial)` or `(b, *spatial)`, or one-hot / region tensor `(b, c, *spatial)`.
+
+    Returns:
+        `target` viewed as `(b, 1, *spatial)` or `(b, c, *spatial)`.
+
+    Raises:
+        ValueError: if the batch or spatial shape of `target` differs from that of `logits`.
+    """
+    if target.ndim == logits.ndim - 1:
+        target = target.view(target.shape[0], 1, *target.shape[1:])
+    if (
+        target.ndim != logits.ndim
+        or target.shape[0] != logits.shape[0]
+        or target.shape[2:] != logits.shape[2:]
+        or target.shape[1] not in (1, logits.shape[1])
+    ):
+        raise ValueError(
+            f"target must be a label map (b, 1, *spatial) or a one-hot/region tensor of the logits' shape "
+            f"{tuple(logits.shape)}, but got {tuple(target.shape)}"
+        )
+    return target
+
+
+def is_onehot(logits: torch.Tensor, target: torch.Tensor) -> bool:
+    """Whether `target` (already passed through `as_channel_target`) is one-hot / region encoded.
+
+    As in nnU-Net, a target with the logits' full shape is taken as one-hot; with a single logit
+    channel a label map and a one-hot tensor are the same thing.
+    """
+    return target.shape == logits.shape
+
+
+def onehot(logits: torch.Tensor, target: torch.Tensor, dtype: torch.dtype = torch.bool) -> torch.Tensor:
+    """One-hot encode a label map to the logits' shape; one-hot / region targets pass through unchanged.
+
+    Args:
+        logits: `(b, c, *spatial)`, used for its shape and device only.
+        target: label map `(b, 1, *spatial)` with values in `[0, c)`, or a tensor of the logits' shape.
+        dtype: dtype of the encoding built from a label map.
+    """
+    target = as_channel_target(logits, target)
+    if is_onehot(logits, target):
+        return target
+    encoded = torch.zeros(logits.shape, device=logits.device, dtype=dtype)
+    encoded.scatter_(1, target.long(), 1)
+    return encoded

@@ -1,0 +1,289 @@
+"""Write the synthetic lesion dataset as an nnU-Net v2 raw dataset, with the test cases' true p*.
+
+Layout of `raw_root/DatasetXXX_Name`:
+
+    dataset.json               nnU-Net's, plus a "synthetic" key (seed, version, model, truth layout)
+    imagesTr/train_000_0000.nii.gz, labelsTr/train_000.nii.gz, ...
+    imagesTs/test_000_0000.nii.gz,  labelsTs/test_000.nii.gz,  truthTs/test_000.npz, ...
+
+`truthTs/CASE.npz` holds `probabilities` (float32) in the layout `nnUNetv2_predict --save_probabilities`
+writes for that case: (C, *spatial) with spatial the shape nnU-Net's SimpleITKIO reads for the label
+file without its channel axis, i.e. (C, 1, H, W) for 2D cases, which are stored as a single slice
+with spacing (999, 1, 1) (z, y, x) like nnU-Net's own 2D conversions. For a label dataset C = K + 1,
+background first, P(label = k) (channels sum to 1); for a region dataset one channel per region in
+the order of dataset.json's labels, region k = {label >= k}, with probability q_k = P(label >= k).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import SimpleITK as sitk
+from nnunetv2.dataset_conversion.generate_dataset_json import generate_dataset_json
+from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
+
+from nnunet_surgery.synthetic.cases import generate_case
+from nnunet_surgery.synthetic.probability import class_probabilities
+
+__all__ = [
+    "CHANNEL_NAME",
+    "GENERATOR_VERSION",
+    "TWO_D_SLICE_SPACING",
+    "class_names",
+    "generate_dataset",
+    "truth_channel_names",
+]
+
+GENERATOR_VERSION = "1.0"
+CHANNEL_NAME = "synthetic MR"
+# Spacing of the single slice axis of 2D cases (nnU-Net's convention for 2D data).
+TWO_D_SLICE_SPACING = 999.0
+_FILE_ENDING = ".nii.gz"
+_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+
+_DESCRIPTION = (
+    "Synthetic lesions with known voxel-wise label probabilities p*. Each case is an organ (soft ellipse/"
+    "ellipsoid) with 1-6 lesions (soft ellipsoids, 0.3-3 % of the image each, logistic borders of "
+    "0.4-1 voxel, 30 % of them faint with interior probability 0.3-0.7); level k >= 2 labels are nested "
+    "cores inside their lesion. Labels are sampled so that P(label >= k) = q_k exactly, by thresholding a "
+    "spatially smooth uniform noise field; images are bias * (tissue + contrast * q) + Gaussian noise "
+    "from an independent stream, so they carry p* but not the sampled label."
+)
+
+
+def class_names(num_classes: int) -> list[str]:
+    """Names of the nested foreground levels 1..K: lesion, core, core3, core4, ..."""
+    return [["lesion", "core"][k] if k < 2 else f"core{k + 1}" for k in range(num_classes)]
+
+
+def truth_channel_names(num_classes: int, regions: bool) -> list[str]:
+    """Names of the channels of `truthTs/CASE.npz` (background first unless region-based)."""
+    names = class_names(num_classes)
+    return names if regions else ["background", *names]
+
+
+def _labels_json(
+    num_classes: int, regions: bool
+) -> tuple[dict[str, int | tuple[int, ...]], list[int] | None]:
+    names = class_names(num_classes)
+    labels: dict[str, int | tuple[int, ...]] = {"background": 0}
+    if not regions:
+        labels.update({name: k + 1 for k, name in enumerate(names)})
+        return labels, None
+    for k, name in enumerate(names):
+        members = tuple(range(k + 1, num_classes + 1))
+        labels[name] = members if len(members) > 1 else members[0]
+    return labels, list(range(1, num_classes + 1))
+
+
+def _validate(
+    dataset_id: int,
+    name: str,
+    num_train: int,
+    num_test: int,
+    shape: tuple[int, ...],
+    seed: int,
+    num_classes: int,
+    regions: bool,
+) -> tuple[int, ...]:
+    if isinstance(dataset_id, bool) or not isinstance(dataset_id, int) or not 1 <= dataset_id <= 999:
+        raise ValueError(f"dataset_id must be an integer in 1..999, but got {dataset_id!r}")
+    if not isinstance(name, str) or _NAME_PATTERN.fullmatch(name) is None:
+        raise ValueError(
+            f"name must be letters, digits, '_' or '-' (not starting with '_'/'-'), but got {name!r}"
+        )
+    if num_train < 1:
+        raise ValueError(f"num_train must be >= 1, but got {num_train}")
+    if num_test < 0:
+        raise ValueError(f"num_test must be >= 0, but got {num_test}")
+    shape = tuple(shape)
+    if len(shape) not in (2, 3) or not all(isinstance(n, (int, np.integer)) and n >= 16 for n in shape):
+        raise ValueError(f"shape must be 2 or 3 integers >= 16, but got {shape!r}")
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0, but got {seed}")
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1, but got {num_classes}")
+    if regions and num_classes < 2:
+        raise ValueError(
+            f"regions=True needs num_classes >= 2 (nested regions), but got num_classes={num_classes}"
+        )
+    return tuple(int(n) for n in shape)
+
+
+def _geometry(shape: tuple[int, ...]) -> tuple[tuple[int, ...], dict[str, tuple[float, ...]]]:
+    """Stored array shape (z, y, x) and SimpleITK geometry (x, y, z order) of a case."""
+    stored = (1, *shape) if len(shape) == 2 else shape
+    spacing = (1.0, 1.0, TWO_D_SLICE_SPACING) if len(shape) == 2 else (1.0, 1.0, 1.0)
+    direction = tuple(float(v) for v in np.eye(3).ravel())
+    return stored, {"spacing": spacing, "origin": (0.0, 0.0, 0.0), "direction": direction}
+
+
+def _write_image(image: np.ndarray, path: Path, geometry: dict[str, tuple[float, ...]]) -> None:
+    # SimpleITKIO only writes segmentations (cast to uint8); images get the same geometry here.
+    itk_image = sitk.GetImageFromArray(image.astype(np.float32, copy=False))
+    itk_image.SetSpacing(geometry["spacing"])
+    itk_image.SetOrigin(geometry["origin"])
+    itk_image.SetDirection(geometry["direction"])
+    sitk.WriteImage(itk_image, str(path), True)
+
+
+def _write_case(
+    folder: Path,
+    split: Literal["train", "test"],
+    index: int,
+    *,
+    seed: int,
+    shape: tuple[int, ...],
+    num_classes: int,
+    regions: bool,
+) -> str:
+    case = generate_case(seed, split, index, shape, num_classes)
+    identifier = f"{split}_{index:03d}"
+    suffix = "Tr" if split == "train" else "Ts"
+    stored, geometry = _geometry(shape)
+    _write_image(
+        case.image.reshape(stored), folder / f"images{suffix}" / f"{identifier}_0000{_FILE_ENDING}", geometry
+    )
+    SimpleITKIO().write_seg(
+        case.labels.reshape(stored),
+        str(folder / f"labels{suffix}" / f"{identifier}{_FILE_ENDING}"),
+        {"sitk_stuff": geometry},
+    )
+    if split == "test":
+        truth = case.cumulative if regions else class_probabilities(case.cumulative)
+        truth = truth.astype(np.float32).reshape((truth.shape[0], *stored))
+        np.savez_compressed(folder / "truthTs" / f"{identifier}.npz", probabilities=truth)
+    return identifier
+
+
+def _build(
+    folder: Path,
+    *,
+    dataset_name: str,
+    num_train: int,
+    num_test: int,
+    shape: tuple[int, ...],
+    seed: int,
+    num_classes: int,
+    regions: bool,
+) -> None:
+    for sub in ("imagesTr", "labelsTr", "imagesTs", "labelsTs", "truthTs"):
+        (folder / sub).mkdir()
+    options = {"seed": seed, "shape": shape, "num_classes": num_classes, "regions": regions}
+    train_ids = [_write_case(folder, "train", i, **options) for i in range(num_train)]
+    test_ids = [_write_case(folder, "test", i, **options) for i in range(num_test)]
+    labels, regions_class_order = _labels_json(num_classes, regions)
+    generate_dataset_json(
+        str(folder),
+        channel_names={0: CHANNEL_NAME},
+        labels=labels,
+        num_training_cases=num_train,
+        file_ending=_FILE_ENDING,
+        regions_class_order=regions_class_order,
+        dataset_name=dataset_name,
+        description=_DESCRIPTION,
+        license="CC0-1.0 (synthetic data)",
+        converted_by="nnunet_surgery.synthetic",
+        synthetic={
+            "generator": "nnunet_surgery.synthetic",
+            "version": GENERATOR_VERSION,
+            "seed": seed,
+            "shape": list(shape),
+            "num_classes": num_classes,
+            "regions": regions,
+            "training_cases": train_ids,
+            "test_cases": test_ids,
+            "truth": {
+                "folder": "truthTs",
+                "key": "probabilities",
+                "dtype": "float32",
+                "layout": "(C, *spatial) as nnUNetv2_predict --save_probabilities writes it",
+                "channels": truth_channel_names(num_classes, regions),
+                "meaning": "P(region) per region" if regions else "P(label = k), background first",
+            },
+            "description": _DESCRIPTION,
+        },
+    )
+
+
+def generate_dataset(
+    raw_root: Path,
+    dataset_id: int = 991,
+    name: str = "SyntheticLesions",
+    *,
+    num_train: int = 40,
+    num_test: int = 10,
+    shape: tuple[int, ...] = (128, 128),
+    seed: int = 0,
+    num_classes: int = 1,
+    regions: bool = False,
+    overwrite: bool = False,
+) -> Path:
+    """Generate the synthetic lesion dataset as an nnU-Net raw dataset (see the module docstring).
+
+    Deterministic given the arguments. The dataset is built in a hidden folder beside the target and
+    renamed into place, so an error leaves no half-written dataset.
+
+    Args:
+        raw_root: nnU-Net raw folder (`nnUNet_raw`); created if missing.
+        dataset_id: nnU-Net dataset id, 1..999.
+        name: dataset name; the folder is `DatasetXXX_name`.
+        num_train: number of training cases (imagesTr/labelsTr).
+        num_test: number of test cases (imagesTs/labelsTs/truthTs).
+        shape: spatial shape, (H, W) for 2D or (D, H, W) for 3D, each >= 16.
+        seed: dataset seed (>= 0).
+        num_classes: number K of nested foreground labels (1 = binary lesion; 2 = lesion + core; ...).
+        regions: write a region-based dataset (regions {1..K} ⊃ {2..K} ⊃ ...); needs K >= 2.
+        overwrite: replace an existing dataset folder of the same id and name.
+
+    Returns:
+        The dataset folder `raw_root/DatasetXXX_name`.
+
+    Raises:
+        ValueError: an argument is out of range, or another dataset uses `dataset_id`.
+        FileExistsError: the dataset folder exists and `overwrite` is False.
+    """
+    shape = _validate(dataset_id, name, num_train, num_test, shape, seed, num_classes, regions)
+    raw_root = Path(raw_root)
+    raw_root.mkdir(parents=True, exist_ok=True)
+    folder = raw_root / f"Dataset{dataset_id:03d}_{name}"
+    others = sorted(p.name for p in raw_root.glob(f"Dataset{dataset_id:03d}_*") if p != folder)
+    if others:
+        raise ValueError(
+            f"dataset_id {dataset_id} is already used by {raw_root / others[0]}; expected a free id"
+        )
+    if folder.exists() and not overwrite:
+        raise FileExistsError(f"{folder} already exists; pass overwrite=True to replace it")
+
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".partial", dir=raw_root))
+    try:
+        _build(
+            staging,
+            dataset_name=folder.name,
+            num_train=num_train,
+            num_test=num_test,
+            shape=shape,
+            seed=seed,
+            num_classes=num_classes,
+            regions=regions,
+        )
+        if not folder.exists():
+            staging.rename(folder)
+            return folder
+        retired = staging.with_suffix(".old")
+        folder.rename(retired)
+        try:
+            staging.rename(folder)
+        except BaseException:
+            retired.rename(folder)
+            raise
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    shutil.rmtree(retired)
+    return folder

@@ -28,13 +28,21 @@ returns softmax in float32, and the logits' gradient in the logits' dtype.
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import torch
 
 from nnunet_surgery.targets import as_channel_target, is_onehot
 
-__all__ = ["P_Y_MIN", "error_weight", "softmax_rescale", "surgical_sigmoid", "surgical_softmax"]
+__all__ = [
+    "P_Y_MIN",
+    "error_weight",
+    "softmax_rescale",
+    "surgical_sigmoid",
+    "surgical_softmax",
+    "validate_exponent",
+]
 
 #: Clamp of the true-class probability in `softmax_rescale` for K > 2 channels and `exponent=None`.
 P_Y_MIN = 1e-2
@@ -144,11 +152,21 @@ class _SurgicalSigmoid(torch.autograd.Function):
         return (weight * grad_probs.to(weight.dtype)).to(ctx.logits_dtype), None, None
 
 
-def _check_exponent(exponent: float | None) -> float | None:
+def validate_exponent(exponent: float | None) -> float | None:
+    """Check a decline exponent: None or a finite positive number (returned as float).
+
+    Raises:
+        ValueError: naming `exponent` and the value it got.
+    """
     if exponent is None:
         return None
-    if isinstance(exponent, bool) or not isinstance(exponent, numbers.Real) or not exponent > 0:
-        raise ValueError(f"exponent must be None or a positive number, but got {exponent!r}")
+    if (
+        isinstance(exponent, bool)
+        or not isinstance(exponent, numbers.Real)
+        or not math.isfinite(exponent)
+        or not exponent > 0
+    ):
+        raise ValueError(f"exponent must be None or a finite positive number, but got {exponent!r}")
     return float(exponent)
 
 
@@ -170,7 +188,7 @@ def surgical_softmax(
     if logits.ndim < 3 or logits.shape[1] < 2:
         raise ValueError(f"logits must have shape (b, c >= 2, *spatial), but got {tuple(logits.shape)}")
     target = as_channel_target(logits, target)
-    return _SurgicalSoftmax.apply(logits, target.detach(), _check_exponent(exponent))
+    return _SurgicalSoftmax.apply(logits, target.detach(), validate_exponent(exponent))
 
 
 def surgical_sigmoid(
@@ -194,4 +212,4 @@ def surgical_sigmoid(
             f"surgical_sigmoid needs a region target of the logits' shape {tuple(logits.shape)}, "
             f"but got {tuple(target.shape)}"
         )
-    return _SurgicalSigmoid.apply(logits, target.detach(), _check_exponent(exponent))
+    return _SurgicalSigmoid.apply(logits, target.detach(), validate_exponent(exponent))

@@ -9,7 +9,7 @@ from nnunetv2.utilities.helpers import softmax_helper_dim1
 from torch import nn
 
 from nnunet_surgery.losses._reduce import reduce_region_sums
-from nnunet_surgery.surgery import surgical_sigmoid, surgical_softmax
+from nnunet_surgery.surgery import surgical_sigmoid, surgical_softmax, validate_exponent
 from nnunet_surgery.targets import as_channel_target, onehot
 
 __all__ = ["SURGICAL_COUNTERPARTS", "SoftTverskyLoss"]
@@ -80,7 +80,7 @@ class SoftTverskyLoss(nn.Module):
         self.ddp = ddp
         self.alpha = alpha
         self.surgery = surgery
-        self.exponent = exponent
+        self.exponent = validate_exponent(exponent)
 
     def extra_repr(self) -> str:
         return (
@@ -98,22 +98,25 @@ class SoftTverskyLoss(nn.Module):
         self, x: torch.Tensor, y: torch.Tensor, loss_mask: torch.Tensor | None = None
     ) -> torch.Tensor:
         y = as_channel_target(x, y)
-        with torch.no_grad():
-            y_onehot = onehot(x, y)
         x = self.activate(x, y)
-        if not self.do_bg:
-            x, y_onehot = x[:, 1:], y_onehot[:, 1:]
+        # nnU-Net accumulates in float32 whatever the input dtype (fp16 under autocast); float64 stays float64
+        acc = torch.promote_types(x.dtype, torch.float32)
         axes = tuple(range(2, x.ndim))
-
         with torch.no_grad():
-            sum_gt = y_onehot.sum(axes) if loss_mask is None else (y_onehot * loss_mask).sum(axes)
-        intersect = (x * y_onehot).sum(axes) if loss_mask is None else (x * y_onehot * loss_mask).sum(axes)
-        sum_pred = x.sum(axes) if loss_mask is None else (x * loss_mask).sum(axes)
+            y_onehot = onehot(x, y, dtype=acc).to(acc)
+            if not self.do_bg:
+                y_onehot = y_onehot[:, 1:]
+            sum_gt = (y_onehot if loss_mask is None else y_onehot * loss_mask).sum(axes, dtype=acc)
+        if not self.do_bg:
+            x = x[:, 1:]
+        intersect = (x * y_onehot if loss_mask is None else x * y_onehot * loss_mask).sum(axes, dtype=acc)
+        sum_pred = (x if loss_mask is None else x * loss_mask).sum(axes, dtype=acc)
 
         intersect, sum_pred, sum_gt = reduce_region_sums(
             (intersect, sum_pred, sum_gt), self.batch_dice, self.ddp
         )
         beta = 1.0 - self.alpha
-        denominator = (2 * beta) * sum_gt + (2 * self.alpha) * sum_pred + self.smooth
-        tversky = (2 * intersect + self.smooth) / torch.clip(denominator, 1e-8)
+        # at alpha = 0.5 both factors are exactly 1.0: nnU-Net's `sum_gt + sum_pred + smooth`, bit for bit
+        denominator = (2 * beta) * sum_gt + (2 * self.alpha) * sum_pred + float(self.smooth)
+        tversky = (2 * intersect + self.smooth) / denominator.clamp_min(1e-8)
         return -tversky.mean()

@@ -1,0 +1,122 @@
+"""Statistics of one batch of voxels (stage 2 of validate -> update -> compute).
+
+Each function maps flat arrays of one chunk to the sums of `nnunet_surgery.calibration.stats`; a stream
+of chunks and cases is scored by merging the results.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from nnunet_surgery.calibration.binning import bin_indices, check_n_bins
+from nnunet_surgery.calibration.stats import BinnedStats, LabelStats, TruthStats
+
+__all__ = ["NLL_EPS", "binned_stats", "confusion_counts", "label_stats", "top_label_inputs"]
+
+# NLL clips p_y to [NLL_EPS, 1 - NLL_EPS] (in float64), NLL_EPS = 2**-23 ~= 1.19e-7, the float32 machine
+# epsilon: the clipping sklearn's log_loss applies to float32 probabilities, and 1 - NLL_EPS is exact in
+# float32. A confidently wrong voxel (p_y = 0) costs -log(2**-23) ~= 15.9 nats instead of inf.
+NLL_EPS = float(np.finfo(np.float32).eps)
+
+
+def _flat(name: str, values: np.ndarray) -> np.ndarray:
+    values = np.asarray(values)
+    if values.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, but got shape {values.shape}")
+    return values
+
+
+def binned_stats(confidence: np.ndarray, target: np.ndarray, n_bins: int) -> BinnedStats:
+    """Per-bin count, confidence sum and target sum (see `binning` for the bin convention).
+
+    Args:
+        confidence: (N,) probabilities in [0, 1] that choose the bin.
+        target: (N,) what each confidence is compared with: 0/1 outcomes or true probabilities.
+        n_bins: number of equal-width bins.
+    """
+    confidence, target = _flat("confidence", confidence), _flat("target", target)
+    if confidence.shape != target.shape:
+        raise ValueError(
+            f"confidence and target must have one shape, but got {confidence.shape} and {target.shape}"
+        )
+    n_bins = check_n_bins(n_bins)
+    index = bin_indices(confidence, n_bins)
+    return BinnedStats(
+        np.bincount(index, minlength=n_bins).astype(np.float64),
+        np.bincount(index, weights=confidence.astype(np.float64, copy=False), minlength=n_bins),
+        np.bincount(index, weights=target.astype(np.float64, copy=False), minlength=n_bins),
+    )
+
+
+def confusion_counts(prediction: np.ndarray, reference: np.ndarray) -> tuple[float, float, float]:
+    """(TP, FP, FN) of two boolean masks of one shape."""
+    prediction, reference = np.asarray(prediction, dtype=bool), np.asarray(reference, dtype=bool)
+    if prediction.shape != reference.shape:
+        raise ValueError(
+            f"prediction and reference must have one shape, but got {prediction.shape} and {reference.shape}"
+        )
+    tp = int(np.count_nonzero(prediction & reference))
+    return float(tp), float(np.count_nonzero(prediction) - tp), float(np.count_nonzero(reference) - tp)
+
+
+def label_stats(
+    probability: np.ndarray,
+    outcome: np.ndarray,
+    n_bins: int,
+    *,
+    truth: np.ndarray | None = None,
+    counts: tuple[float, float, float] = (0.0, 0.0, 0.0),
+    eps: float = NLL_EPS,
+) -> LabelStats:
+    """One-vs-rest statistics of one label's channel over a set of voxels.
+
+    Args:
+        probability: (N,) predicted probability p of the label (its softmax or sigmoid channel).
+        outcome: (N,) boolean, whether the reference is that label (or inside that region).
+        n_bins: number of confidence bins.
+        truth: (N,) true probabilities p* of the label, or None.
+        counts: (TP, FP, FN) of the hard prediction, taken as given (see `confusion_counts`).
+        eps: NLL clipping, p -> clip(p, eps, 1 - eps).
+    """
+    probability, outcome = (
+        _flat("probability", probability),
+        _flat("outcome", outcome).astype(bool, copy=False),
+    )
+    p = probability.astype(np.float64)
+    p_true = np.where(outcome, p, 1.0 - p)
+    nll_sum = -float(np.log(np.clip(p_true, eps, 1.0 - eps, out=p_true), out=p_true).sum())
+    residual = p - outcome
+    brier_sum = float(np.dot(residual, residual))
+    truth_stats = None
+    if truth is not None:
+        truth = _flat("truth", truth)
+        if truth.shape != p.shape:
+            raise ValueError(
+                f"truth and probability must have one shape, but got {truth.shape} and {p.shape}"
+            )
+        truth_stats = TruthStats(
+            binned_stats(p, truth, n_bins),
+            float(np.abs(p - truth).sum()),
+            binned_stats(truth, outcome, n_bins),
+        )
+    tp, fp, fn = counts
+    return LabelStats(binned_stats(p, outcome, n_bins), nll_sum, brier_sum, tp, fp, fn, truth_stats)
+
+
+def top_label_inputs(
+    probabilities: np.ndarray, reference_channel: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Top-label confidence and correctness of a softmax: (max_c p_c, argmax == reference, argmax).
+
+    Args:
+        probabilities: (C, N) softmax probabilities.
+        reference_channel: (N,) channel index of the reference class of each voxel.
+    """
+    if probabilities.ndim != 2 or probabilities.shape[1:] != np.shape(reference_channel):
+        raise ValueError(
+            f"probabilities must be (C, N) and reference_channel (N,), but got {probabilities.shape} "
+            f"and {np.shape(reference_channel)}"
+        )
+    winner = probabilities.argmax(axis=0)
+    confidence = np.take_along_axis(probabilities, winner[None], axis=0)[0]
+    return confidence, winner == reference_channel, winner

@@ -1,0 +1,100 @@
+"""`nnunet-surgery report`: calibration report (NLL, ECE, MCE, ACE, Brier, Dice) of nnU-Net predictions."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+__all__ = ["HELP", "add_arguments", "run"]
+
+HELP = (
+    "calibration report (NLL, ECE, MCE, ACE, Brier, Dice, reliability diagrams) of nnU-Net probability maps"
+)
+
+
+def _roi(text: str):
+    from nnunet_surgery.report.roi import parse_roi
+
+    try:
+        return parse_roi(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "gt_folder", metavar="GT_FOLDER", help="folder with reference segmentations CASE{file_ending}"
+    )
+    parser.add_argument(
+        "pred_folders",
+        metavar="PRED_FOLDER",
+        nargs="+",
+        help="folder(s) with CASE.npz from nnUNetv2_predict --save_probabilities (one per model; .pkl files are never read)",
+    )
+    parser.add_argument(
+        "-djfile", required=True, metavar="DATASET_JSON", help="dataset.json (labels/regions, file_ending)"
+    )
+    parser.add_argument(
+        "-o", dest="out_dir", required=True, metavar="OUT_DIR", help="output folder for the report"
+    )
+    parser.add_argument(
+        "--bins", type=int, default=20, help="number of equal-width confidence bins. Default: 20"
+    )
+    parser.add_argument(
+        "--names", nargs="+", default=None, metavar="NAME", help="model names. Default: each folder's name"
+    )
+    parser.add_argument(
+        "-np",
+        dest="num_processes",
+        type=int,
+        default=None,
+        help="number of processes. Default: nnU-Net's default (nnUNet_def_n_proc, 8), at most the CPU count",
+    )
+    parser.add_argument(
+        "--roi",
+        type=_roi,
+        default="all",
+        metavar="{all,band:D,mask:FOLDER}",
+        help="voxels scored by the calibration metrics: all (default), the reference foreground plus a band of D "
+        "voxels around it, or voxels > 0 in FOLDER/CASE{file_ending}. Dice always uses all voxels",
+    )
+    parser.add_argument(
+        "--truth",
+        default=None,
+        metavar="FOLDER",
+        help="optional folder of true probability maps CASE.npz (key probabilities, laid out as the predictions)",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace a report already in OUT_DIR")
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+
+
+def _default_processes() -> int:
+    import os
+
+    from nnunetv2.configuration import default_num_processes
+
+    return max(1, min(default_num_processes, os.cpu_count() or 1))
+
+
+def run(args: argparse.Namespace) -> int:
+    from nnunet_surgery.report import ReportError, generate_report
+
+    try:
+        summary = generate_report(
+            args.gt_folder,
+            args.pred_folders,
+            args.djfile,
+            args.out_dir,
+            names=args.names,
+            n_bins=args.bins,
+            roi=args.roi,
+            truth_folder=args.truth,
+            num_processes=_default_processes() if args.num_processes is None else args.num_processes,
+            overwrite=args.overwrite,
+            progress=args.progress,
+        )
+    except ReportError as error:
+        print(f"nnunet-surgery report: error: {error}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.out_dir} ({len(summary['models'])} model(s), {len(summary['roi_voxels'])} case(s))")
+    return 0

@@ -1,0 +1,90 @@
+"""Writing the report atomically: everything goes to a temporary folder beside OUT_DIR, then is moved in.
+
+A failure before the move leaves no trace; an OUT_DIR holding an older report is refused unless
+`overwrite` is given, in which case the old report's files (stale diagrams included) are replaced.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from nnunet_surgery.report.errors import ReportError
+from nnunet_surgery.report.plots import write_reliability_diagrams
+from nnunet_surgery.report.tables import write_csv, write_markdown
+
+__all__ = ["JSON_NAME", "check_out_dir", "is_report_file", "write_report", "write_report_files"]
+
+JSON_NAME = "calibration.json"
+_TABLE_NAMES = ("calibration.csv", "calibration.md")
+
+
+def is_report_file(name: str) -> bool:
+    """Whether a file name belongs to a report (calibration.json/csv/md, reliability_*.png)."""
+    return name in (JSON_NAME, *_TABLE_NAMES) or (name.startswith("reliability_") and name.endswith(".png"))
+
+
+def check_out_dir(out_dir: str | Path, overwrite: bool) -> None:
+    """Refuse an OUT_DIR that is a file, or that holds a report when `overwrite` is False.
+
+    Raises:
+        ReportError: naming OUT_DIR and the problem.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ReportError(f"{out_dir}: OUT_DIR exists and is not a folder")
+    if out_dir.is_dir() and not overwrite:
+        old = sorted(entry.name for entry in out_dir.iterdir() if is_report_file(entry.name))
+        if old:
+            raise ReportError(
+                f"{out_dir}: OUT_DIR holds an older report ({old[0]}); pass --overwrite to replace it"
+            )
+
+
+def write_report_files(folder: str | Path, summary: dict) -> None:
+    """calibration.json (sort_keys, NaN where undefined), calibration.csv, calibration.md and the diagrams."""
+    folder = Path(folder)
+    with (folder / JSON_NAME).open("w") as handle:
+        json.dump(summary, handle, indent=2, sort_keys=True)
+        handle.write("\n")
+    write_csv(folder / _TABLE_NAMES[0], summary)
+    write_markdown(folder / _TABLE_NAMES[1], summary)
+    write_reliability_diagrams(folder, summary)
+
+
+def _default_dir_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o777 & ~umask
+
+
+def write_report(out_dir: str | Path, summary: dict, *, overwrite: bool = False) -> Path:
+    """Write all report files into OUT_DIR atomically.
+
+    Returns:
+        OUT_DIR.
+    """
+    out_dir = Path(out_dir).absolute()
+    check_out_dir(out_dir, overwrite)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
+    try:
+        write_report_files(staging, summary)
+        if not out_dir.exists():
+            staging.chmod(_default_dir_mode())
+            os.rename(staging, out_dir)
+            return out_dir
+        check_out_dir(out_dir, overwrite)
+        new = sorted(staging.iterdir(), key=lambda entry: entry.name == JSON_NAME)  # calibration.json last
+        for old in out_dir.iterdir():
+            if is_report_file(old.name) and not (staging / old.name).exists():
+                old.unlink()
+        for entry in new:
+            os.replace(entry, out_dir / entry.name)
+        return out_dir
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)

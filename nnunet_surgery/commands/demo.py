@@ -1,0 +1,109 @@
+"""`nnunet-surgery demo`: the whole product on the built-in synthetic dataset, in one command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+__all__ = ["HELP", "add_arguments", "run"]
+
+HELP = (
+    "generate the synthetic dataset, train SurgeryTrainer and nnUNetTrainer on a short schedule, predict "
+    "the test set and write the calibration report (about 15 minutes on 2 CPU cores)"
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from nnunet_surgery.demo import DEMO_TRAINERS, DemoSettings
+
+    defaults = DemoSettings()
+    parser.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        required=True,
+        help="output folder (new, or a previous demo run to resume)",
+    )
+    parser.add_argument(
+        "--trainers",
+        nargs="+",
+        default=list(defaults.trainers),
+        choices=DEMO_TRAINERS,
+        metavar="TRAINER",
+        help=f"trainers to compare (default: {' '.join(defaults.trainers)}); choices: {', '.join(DEMO_TRAINERS)}",
+    )
+    parser.add_argument(
+        "--epochs", type=int, default=defaults.epochs, help=f"epochs per trainer (default {defaults.epochs})"
+    )
+    parser.add_argument(
+        "--iterations",
+        type=int,
+        default=defaults.iterations_per_epoch,
+        help=f"training iterations per epoch (default {defaults.iterations_per_epoch}; nnU-Net's is 250)",
+    )
+    parser.add_argument(
+        "--val-iterations",
+        type=int,
+        default=defaults.val_iterations_per_epoch,
+        help=f"validation iterations per epoch (default {defaults.val_iterations_per_epoch})",
+    )
+    parser.add_argument(
+        "--num-train",
+        type=int,
+        default=defaults.num_train,
+        help=f"training cases (default {defaults.num_train})",
+    )
+    parser.add_argument(
+        "--num-test", type=int, default=defaults.num_test, help=f"test cases (default {defaults.num_test})"
+    )
+    parser.add_argument(
+        "--shape",
+        type=int,
+        nargs=2,
+        default=list(defaults.shape),
+        metavar=("H", "W"),
+        help="image size (default 128 128)",
+    )
+    parser.add_argument("--seed", type=int, default=defaults.seed, help="dataset seed (default 0)")
+    parser.add_argument(
+        "-device",
+        "--device",
+        default=None,
+        choices=("cpu", "cuda", "mps"),
+        help="default: cuda if available, else cpu",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from nnunet_surgery.demo import DemoError, DemoSettings, run_demo
+
+    device = args.device
+    if device is None:
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    settings = DemoSettings(
+        trainers=tuple(args.trainers),
+        epochs=args.epochs,
+        iterations_per_epoch=args.iterations,
+        val_iterations_per_epoch=args.val_iterations,
+        num_train=args.num_train,
+        num_test=args.num_test,
+        shape=tuple(args.shape),
+        seed=args.seed,
+        device=device,
+    )
+    try:
+        report = run_demo(args.output, settings, log=lambda line: print(line, flush=True))
+    except DemoError as error:
+        print(f"nnunet-surgery demo: error: {error}", file=sys.stderr)
+        return 2
+    table = report / "calibration.md"
+    if table.is_file():
+        print(f"\n{table.read_text()}")
+    diagrams = sorted(report.glob("*.png"))
+    print(f"Report: {report}")
+    for diagram in diagrams:
+        print(f"Reliability diagram: {diagram}")
+    return 0

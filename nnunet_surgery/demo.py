@@ -1,0 +1,356 @@
+"""The main job: synthetic dataset -> plan/preprocess -> train -> predict -> calibration report.
+
+Every step is one of nnU-Net's own commands (or ours) run in a subprocess with nnU-Net's environment
+variables pointing into the output folder, so the demo shows exactly what a user runs by hand:
+
+    OUT_DIR/
+      demo.json                    the settings of this run (a rerun must match them: it resumes)
+      nnUNet_raw/Dataset991_SyntheticLesions/   imagesTr, labelsTr, imagesTs, labelsTs, truthTs
+      nnUNet_preprocessed/, nnUNet_results/      nnU-Net's folders
+      trainers/demo_trainers.py    short-schedule subclasses (class attributes), on nnUNet_extTrainer
+      predictions/TRAINER/         nnUNetv2_predict --save_probabilities output
+      report/                      nnunet-surgery report output (tables, reliability diagrams)
+      logs/                        the full output of every command
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+__all__ = ["DEMO_TRAINERS", "DemoError", "DemoSettings", "run_demo"]
+
+DATASET_ID = 991
+DATASET_NAME = "SyntheticLesions"
+CONFIGURATION = "2d"
+FOLD = "0"
+
+#: Trainers the demo can train: ours plus nnU-Net's stock `nnUNetTrainer` (the CE + Dice baseline).
+DEMO_TRAINERS = (
+    "SurgeryTrainer",
+    "nnUNetTrainer",
+    "SurgeryTrainerDice",
+    "SurgeryTrainerTversky",
+    "BaselineTrainerDice",
+    "BaselineTrainerTversky",
+    "BaselineTrainerDicePlusPlus",
+    "BaselineTrainerDiceML1ACE",
+    "BaselineTrainerCE",
+)
+
+# nnU-Net's per-epoch lines, after its timestamp ("2026-01-01 12:00:00.000000: Epoch 3")
+_PROGRESS = re.compile(r"^(\d{4}-\d\d-\d\d [\d:.]+: )?(Epoch \d+|train_loss|val_loss|Pseudo dice|Epoch time)")
+
+
+class DemoError(RuntimeError):
+    """A demo run that cannot go on; the message is one line naming what was wrong."""
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """Everything that determines a demo run's results (stored in OUT_DIR/demo.json)."""
+
+    trainers: tuple[str, ...] = ("SurgeryTrainer", "nnUNetTrainer")
+    epochs: int = 25
+    iterations_per_epoch: int = 25
+    val_iterations_per_epoch: int = 3
+    num_train: int = 30
+    num_test: int = 10
+    shape: tuple[int, ...] = (128, 128)
+    seed: int = 0
+    device: str = "cpu"
+    extra: dict = field(default_factory=dict)
+
+    def validate(self) -> None:
+        unknown = [t for t in self.trainers if t not in DEMO_TRAINERS]
+        if unknown or not self.trainers or len(set(self.trainers)) != len(self.trainers):
+            raise DemoError(
+                f"--trainers must be distinct names from {', '.join(DEMO_TRAINERS)}, but got {self.trainers}"
+            )
+        for name in ("epochs", "iterations_per_epoch", "val_iterations_per_epoch", "num_test"):
+            if getattr(self, name) < 1:
+                raise DemoError(f"{name} must be >= 1, but got {getattr(self, name)}")
+        if self.num_train < 5:
+            raise DemoError(f"num_train must be >= 5 (nnU-Net's 5-fold split), but got {self.num_train}")
+        if len(self.shape) != 2 or min(self.shape) < 32:
+            raise DemoError(
+                f"shape must be two sizes >= 32 (the demo trains nnU-Net's 2d configuration), but got {self.shape}"
+            )
+
+    def as_json(self) -> dict:
+        return json.loads(json.dumps(asdict(self)))
+
+
+def demo_trainer_name(trainer: str) -> str:
+    """Name of the short-schedule subclass the demo trains for `trainer` (results folders use it)."""
+    return f"Demo_{trainer}"
+
+
+def _trainer_module(settings: DemoSettings) -> str:
+    lines = [
+        '"""Short-schedule trainers of `nnunet-surgery demo` (generated; hyperparameters are class attributes)."""',
+        "",
+        "from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer",
+        "",
+        "from nnunet_surgery import trainers",
+        "from nnunet_surgery.trainers import ScheduleMixin",
+        "",
+    ]
+    for trainer in settings.trainers:
+        base = "ScheduleMixin, nnUNetTrainer" if trainer == "nnUNetTrainer" else f"trainers.{trainer}"
+        lines += [
+            "",
+            f"class {demo_trainer_name(trainer)}({base}):",
+            f"    num_epochs = {settings.epochs}",
+            f"    num_iterations_per_epoch = {settings.iterations_per_epoch}",
+            f"    num_val_iterations_per_epoch = {settings.val_iterations_per_epoch}",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+class DemoRun:
+    """One demo run in `out_dir`; every step is skipped when its result is already there (resume)."""
+
+    def __init__(self, out_dir: Path, settings: DemoSettings, log=print) -> None:
+        self.out = out_dir.resolve()
+        self.settings = settings
+        self.log = log
+        self.raw = self.out / "nnUNet_raw"
+        self.dataset = self.raw / f"Dataset{DATASET_ID:03d}_{DATASET_NAME}"
+
+    # set-up -------------------------------------------------------------------------------------------------
+    def claim_output_dir(self) -> bool:
+        """Create OUT_DIR, or check that it holds a run with the same settings; True if resuming."""
+        state = self.out / "demo.json"
+        if self.out.exists() and not self.out.is_dir():
+            raise DemoError(f"-o {self.out}: exists and is not a folder")
+        if state.is_file():
+            previous = json.loads(state.read_text())
+            if previous != self.settings.as_json():
+                changed = sorted(
+                    k
+                    for k in previous.keys() | self.settings.as_json().keys()
+                    if previous.get(k) != self.settings.as_json().get(k)
+                )
+                raise DemoError(
+                    f"-o {self.out}: holds a demo run with other settings ({', '.join(changed)}); "
+                    f"use another output folder or the same settings to resume"
+                )
+            return True
+        if self.out.is_dir() and any(self.out.iterdir()):
+            raise DemoError(f"-o {self.out}: folder is not empty and holds no demo run; choose a new folder")
+        self.out.mkdir(parents=True, exist_ok=True)
+        _write_atomic(state, json.dumps(self.settings.as_json(), indent=2, sort_keys=True))
+        return False
+
+    def env(self) -> dict[str, str]:
+        from nnunet_surgery.commands.trainers_dir import trainers_dir
+
+        env = dict(os.environ)
+        env.update(
+            nnUNet_raw=str(self.raw),
+            nnUNet_preprocessed=str(self.out / "nnUNet_preprocessed"),
+            nnUNet_results=str(self.out / "nnUNet_results"),
+            nnUNet_extTrainer=os.pathsep.join((str(self.out / "trainers"), str(trainers_dir()))),
+            nnUNet_def_n_proc=env.get("nnUNet_def_n_proc", str(min(os.cpu_count() or 1, 4))),
+            PYTHONUNBUFFERED="1",
+        )
+        return env
+
+    def command(self, step: str, args: Sequence[str], env: dict[str, str] | None = None) -> None:
+        """Run a console script of this environment, its output to logs/STEP.log, progress lines to the log."""
+        executable = Path(sys.executable).parent / args[0]
+        log_path = self.out / "logs" / f"{step}.log"
+        log_path.parent.mkdir(exist_ok=True)
+        started = time.monotonic()
+        with open(log_path, "w") as log_file:
+            log_file.write(f"$ {' '.join(args)}\n")
+            process = subprocess.Popen(
+                [str(executable), *args[1:]],
+                env=env or self.env(),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                bufsize=1,
+            )
+            assert process.stdout is not None
+            for line in process.stdout:
+                log_file.write(line)
+                if _PROGRESS.match(line.strip()):
+                    self.log(f"    {line.strip()}")
+            code = process.wait()
+        if code != 0:
+            tail = log_path.read_text().strip().splitlines()[-1:] or [""]
+            raise DemoError(f"{args[0]} failed (exit {code}, see {log_path}): {tail[0][:300]}")
+        self.log(f"    done in {time.monotonic() - started:.0f} s (log: {log_path.relative_to(self.out)})")
+
+    # steps --------------------------------------------------------------------------------------------------
+    def make_dataset(self) -> None:
+        from nnunet_surgery.synthetic import generate_dataset
+
+        if (self.dataset / "dataset.json").is_file():
+            self.log(f"[dataset] {self.dataset.relative_to(self.out)} exists, kept")
+            return
+        s = self.settings
+        self.log(
+            f"[dataset] generating {s.num_train} training and {s.num_test} test cases of {s.shape} (seed {s.seed})"
+        )
+        generate_dataset(
+            self.raw,
+            DATASET_ID,
+            DATASET_NAME,
+            num_train=s.num_train,
+            num_test=s.num_test,
+            shape=s.shape,
+            seed=s.seed,
+        )
+
+    def preprocess(self) -> None:
+        marker = self.out / "nnUNet_preprocessed" / self.dataset.name / f"nnUNetPlans_{CONFIGURATION}"
+        if (self.out / "logs" / "preprocess.done").is_file() and marker.is_dir():
+            self.log("[preprocess] done before, kept")
+            return
+        self.log("[preprocess] nnUNetv2_plan_and_preprocess")
+        nproc = self.env()["nnUNet_def_n_proc"]
+        self.command(
+            "preprocess",
+            [
+                "nnUNetv2_plan_and_preprocess",
+                "-d",
+                str(DATASET_ID),
+                "-c",
+                CONFIGURATION,
+                "-np",
+                nproc,
+                "--verify_dataset_integrity",
+            ],
+        )
+        (self.out / "logs" / "preprocess.done").touch()
+
+    def write_trainers(self) -> None:
+        folder = self.out / "trainers"
+        folder.mkdir(exist_ok=True)
+        _write_atomic(folder / "demo_trainers.py", _trainer_module(self.settings))
+
+    def results_folder(self, trainer: str) -> Path:
+        return (
+            self.out
+            / "nnUNet_results"
+            / self.dataset.name
+            / f"{demo_trainer_name(trainer)}__nnUNetPlans__{CONFIGURATION}"
+            / f"fold_{FOLD}"
+        )
+
+    def train(self, trainer: str, index: int) -> None:
+        name = demo_trainer_name(trainer)
+        folder = self.results_folder(trainer)
+        if (folder / "checkpoint_final.pth").is_file():
+            self.log(f"[train {index}/{len(self.settings.trainers)}] {name}: finished before, kept")
+            return
+        resume = (folder / "checkpoint_latest.pth").is_file()
+        s = self.settings
+        self.log(
+            f"[train {index}/{len(s.trainers)}] {name}: {s.epochs} epochs x {s.iterations_per_epoch} iterations "
+            f"on {s.device}{' (resuming)' if resume else ''}"
+        )
+        args = ["nnUNetv2_train", str(DATASET_ID), CONFIGURATION, FOLD, "-tr", name, "-device", s.device]
+        env = self.env()
+        if s.device == "cpu" and "nnUNet_n_proc_DA" not in os.environ:
+            env["nnUNet_n_proc_DA"] = "0"  # on CPU, augmentation workers only compete with training for cores
+        self.command(f"train_{name}", [*args, *(["--c"] if resume else [])], env)
+
+    def predict(self, trainer: str) -> Path:
+        name = demo_trainer_name(trainer)
+        target = self.out / "predictions" / trainer
+        if (target / ".complete").is_file():
+            self.log(f"[predict] {name}: done before, kept")
+            return target
+        self.log(
+            f"[predict] {name}: nnUNetv2_predict --save_probabilities on {self.settings.num_test} test cases"
+        )
+        partial = target.with_name(f".{trainer}.partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        self.command(
+            f"predict_{name}",
+            [
+                "nnUNetv2_predict",
+                "-i",
+                str(self.dataset / "imagesTs"),
+                "-o",
+                str(partial),
+                "-d",
+                str(DATASET_ID),
+                "-c",
+                CONFIGURATION,
+                "-f",
+                FOLD,
+                "-tr",
+                name,
+                "-device",
+                self.settings.device,
+                "--save_probabilities",
+                "-npp",
+                "1",
+                "-nps",
+                "1",
+            ],
+        )
+        (partial / ".complete").touch()
+        shutil.rmtree(target, ignore_errors=True)
+        partial.rename(target)
+        return target
+
+    def report(self, predictions: list[Path]) -> Path:
+        report_dir = self.out / "report"
+        self.log("[report] nnunet-surgery report (with the true probabilities of the test cases)")
+        args = [
+            "nnunet-surgery",
+            "report",
+            str(self.dataset / "labelsTs"),
+            *map(str, predictions),
+            "-djfile",
+            str(self.dataset / "dataset.json"),
+            "-o",
+            str(report_dir),
+            "--names",
+            *self.settings.trainers,
+            "--truth",
+            str(self.dataset / "truthTs"),
+            "--overwrite",
+        ]
+        self.command("report", args)
+        return report_dir
+
+
+def run_demo(out_dir: Path, settings: DemoSettings, log=print) -> Path:
+    """Run (or resume) the whole demo in `out_dir`; returns the report folder.
+
+    Raises:
+        DemoError: bad settings, an output folder holding something else, or a failed step.
+    """
+    settings.validate()
+    run = DemoRun(out_dir, settings, log)
+    resumed = run.claim_output_dir()
+    log(f"nnunet-surgery demo in {run.out}{' (resuming)' if resumed else ''}")
+    run.make_dataset()
+    run.preprocess()
+    run.write_trainers()
+    for index, trainer in enumerate(settings.trainers, start=1):
+        run.train(trainer, index)
+    predictions = [run.predict(trainer) for trainer in settings.trainers]
+    return run.report(predictions)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(text)
+    partial.replace(path)

@@ -1,0 +1,103 @@
+"""`nnunet-surgery demo`: the whole job on a tiny schedule, then resume, refusal and bad settings."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nnunet_surgery.demo import DemoError, DemoSettings, run_demo
+
+TINY = [
+    "--epochs",
+    "1",
+    "--iterations",
+    "2",
+    "--val-iterations",
+    "1",
+    "--num-train",
+    "6",
+    "--num-test",
+    "2",
+    "--shape",
+    "64",
+    "64",
+    "-device",
+    "cpu",
+]
+
+
+def demo(out: Path, *extra: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "nnUNet_def_n_proc": "2"}
+    return subprocess.run(
+        [sys.executable, "-m", "nnunet_surgery.cli", "demo", "-o", str(out), *TINY, *extra],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=1200,
+    )
+
+
+@pytest.mark.slow
+def test_demo_runs_resumes_and_refuses_other_settings(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    first = demo(out)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert "Epoch 0" in first.stdout  # nnU-Net's progress reaches the user
+
+    report = json.loads((out / "report" / "calibration.json").read_text())
+    assert set(report["models"]) == {"SurgeryTrainer", "nnUNetTrainer"}
+    for model in report["models"].values():
+        lesion = model["labels"]["lesion"]
+        assert set(lesion["pooled"]) >= {"nll", "ece", "mce", "ace", "brier"}
+        assert 0 <= lesion["truth"]["pooled"]["mae"] <= 1
+    assert "| SurgeryTrainer |" in first.stdout and (out / "report" / "reliability_lesion.png").is_file()
+    checkpoint = (
+        out
+        / "nnUNet_results"
+        / "Dataset991_SyntheticLesions"
+        / "Demo_SurgeryTrainer__nnUNetPlans__2d"
+        / "fold_0"
+        / "checkpoint_final.pth"
+    )
+    mtime = checkpoint.stat().st_mtime
+
+    again = demo(out)  # same settings: resumes, keeps every finished step
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "resuming" in again.stdout and "finished before, kept" in again.stdout
+    assert checkpoint.stat().st_mtime == mtime
+
+    other = demo(out, "--seed", "1")  # other settings: refused, nothing touched
+    assert other.returncode == 2
+    assert other.stderr.strip().count("\n") == 0 and "seed" in other.stderr and str(out) in other.stderr
+    assert checkpoint.stat().st_mtime == mtime
+
+
+def test_demo_refuses_a_folder_that_holds_something_else(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(DemoError, match="not empty"):
+        run_demo(tmp_path, DemoSettings(), log=lambda line: None)
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        (DemoSettings(trainers=("NoSuchTrainer",)), "--trainers"),
+        (DemoSettings(trainers=("SurgeryTrainer", "SurgeryTrainer")), "--trainers"),
+        (DemoSettings(epochs=0), "epochs"),
+        (DemoSettings(num_train=3), "num_train"),
+        (DemoSettings(shape=(16, 16)), "shape"),
+    ],
+)
+def test_demo_rejects_bad_settings_before_writing(
+    tmp_path: Path, settings: DemoSettings, message: str
+) -> None:
+    out = tmp_path / "demo"
+    with pytest.raises(DemoError, match=message):
+        run_demo(out, settings, log=lambda line: None)
+    assert not out.exists()

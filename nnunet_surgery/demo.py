@@ -64,7 +64,7 @@ class DemoSettings:
     val_iterations_per_epoch: int = 3
     num_train: int = 30
     num_test: int = 10
-    shape: tuple[int, ...] = (128, 128)
+    shape: tuple[int, ...] = (96, 96)
     seed: int = 0
     device: str = "cpu"
     extra: dict = field(default_factory=dict)
@@ -162,6 +162,8 @@ class DemoRun:
             nnUNet_results=str(self.out / "nnUNet_results"),
             nnUNet_extTrainer=os.pathsep.join((str(self.out / "trainers"), str(trainers_dir()))),
             nnUNet_def_n_proc=env.get("nnUNet_def_n_proc", str(min(os.cpu_count() or 1, 4))),
+            # nnU-Net's default of 12 augmentation workers swamps a small machine; 0 (in-process) is slower still
+            nnUNet_n_proc_DA=env.get("nnUNet_n_proc_DA", str(min(os.cpu_count() or 1, 12))),
             PYTHONUNBUFFERED="1",
         )
         return env
@@ -231,7 +233,6 @@ class DemoRun:
                 CONFIGURATION,
                 "-np",
                 nproc,
-                "--verify_dataset_integrity",
             ],
         )
         (self.out / "logs" / "preprocess.done").touch()
@@ -263,10 +264,7 @@ class DemoRun:
             f"on {s.device}{' (resuming)' if resume else ''}"
         )
         args = ["nnUNetv2_train", str(DATASET_ID), CONFIGURATION, FOLD, "-tr", name, "-device", s.device]
-        env = self.env()
-        if s.device == "cpu" and "nnUNet_n_proc_DA" not in os.environ:
-            env["nnUNet_n_proc_DA"] = "0"  # on CPU, augmentation workers only compete with training for cores
-        self.command(f"train_{name}", [*args, *(["--c"] if resume else [])], env)
+        self.command(f"train_{name}", [*args, *(["--c"] if resume else [])])
 
     def predict(self, trainer: str) -> Path:
         name = demo_trainer_name(trainer)

@@ -20,8 +20,9 @@ where `n` is the decline exponent (`exponent=None` drops both decline factors: `
   `exponent=None`, `s = 0.25 / max(p_y, P_Y_MIN)`: the clamp bounds `s` by `0.25 / P_Y_MIN`.
 * Sigmoid (region-based training): `p(1 - p)` is replaced by `w(|y - p|)` per channel.
 
-All factors are computed from logarithms (`1 - x**n = -expm1(n * log x)`), so they stay exact for
-probabilities of exactly 0 or 1 and for logits of +-1e4. The math runs in float32 (float64 for
+Powers are computed in place as `exp(n log x)` on `x` clamped just above where `x**n` underflows
+(no result changes), so the factors are finite for probabilities of exactly 0 or 1 and logits of
++-1e4, and cost a few multiplies per voxel (see bench/loss.py). The math runs in float32 (float64 for
 float64 logits) with autocast disabled; the probabilities are returned in that dtype, as autocast
 returns softmax in float32, and the logits' gradient in the logits' dtype.
 """
@@ -48,49 +49,58 @@ __all__ = [
 P_Y_MIN = 1e-2
 
 
-def _one_minus_pow(log_x: torch.Tensor, exponent: float) -> torch.Tensor:
-    """`1 - x**n` from `log x`, exact near `x = 1` and finite at `x = 0` (`log x = -inf`)."""
-    return -torch.expm1(exponent * log_x)
+def _pow_minus_one_(x: torch.Tensor, exponent: float) -> torch.Tensor:
+    """`x**n - 1` for `x` in [0, 1], in place, as `exp(n log x) - 1`.
+
+    `x` is first clamped at `(eps / 8)**(1/n)`: below it `x**n - 1` rounds to -1 exactly, so no result
+    changes, and no subnormal intermediate appears (subnormal arithmetic is about 5x slower on x86).
+    `log`/`exp` cost about one multiply each on CPU; `pow`, `expm1` and `log1p` three to eight.
+    """
+    floor = (torch.finfo(x.dtype).eps / 8) ** (1.0 / exponent)
+    return x.clamp_min_(floor).log_().mul_(exponent).exp_().sub_(1)
+
+
+def _error_weight_(error: torch.Tensor, exponent: float | None) -> torch.Tensor:
+    """`error_weight`, computed in the buffer of `error` (consumed) plus one more of its size."""
+    if exponent is None:
+        return error.mul_(0.25)
+    head = _pow_minus_one_(error.clone(), exponent).mul_(error)  # (e**n - 1) e
+    tail = _pow_minus_one_(error.neg_().add_(1), exponent)  # (1 - e)**n - 1, in error's buffer
+    return head.mul_(tail).mul_(0.25)  # the two factors are <= 0: their product is (1 - e**n)(1 - (1-e)**n)
 
 
 def error_weight(error: torch.Tensor, exponent: float | None) -> torch.Tensor:
     """The error-linear factor that replaces `p(1 - p)` (Eq. 10, Appendix C's `error_weight`).
 
     Args:
-        error: `e = |y - p|` in `[0, 1]`, any shape.
+        error: `e = |y - p|` in `[0, 1]`, any shape (not modified).
         exponent: decline exponent `n`; `None` drops the decline factors.
 
     Returns:
         `0.25 * e * (1 - e**n) * (1 - (1 - e)**n)`, or `0.25 * e` for `exponent=None`; same shape.
     """
-    if exponent is None:
-        return 0.25 * error
-    return (
-        0.25
-        * error
-        * _one_minus_pow(torch.log(error), exponent)
-        * _one_minus_pow(torch.log1p(-error), exponent)
-    )
+    return _error_weight_(error.clone(), exponent)
 
 
 def softmax_rescale(p_y: torch.Tensor, exponent: float | None) -> torch.Tensor:
     """Per-voxel rescale `s` of the plain softmax gradient for K >= 2 channels (REFERENCE.md).
 
     `s = error_weight(e) / (p_y * e)` with `e = 1 - p_y`, i.e. `0.25 (1 - e**n)(1 - p_y**n) / p_y`,
-    evaluated without dividing by `e` and with its limit `0.25 n` at `p_y = 0`.
+    evaluated without dividing by `e`. `(1 - e**n) / p_y = -expm1(n log1p(-p_y)) / p_y` is exact for
+    small `p_y`; clamping `p_y` at the smallest normal number gives its limit `n` at `p_y = 0`.
 
     Args:
-        p_y: probability of the true class, `(b, 1, *spatial)`.
+        p_y: probability of the true class, `(b, 1, *spatial)` (not modified).
         exponent: decline exponent `n`; `None` gives `0.25 / max(p_y, P_Y_MIN)`.
 
     Returns:
         `s`, same shape as `p_y`, finite and in `[0, 0.25 n]` (or `[0, 0.25 / P_Y_MIN]`).
     """
     if exponent is None:
-        return 0.25 / p_y.clamp_min(P_Y_MIN)
-    head = _one_minus_pow(torch.log1p(-p_y), exponent)  # 1 - e**n, ~ n p_y for small p_y
-    head_over_p = torch.where(p_y > 0, head / p_y, torch.full_like(p_y, float(exponent)))
-    return 0.25 * head_over_p * _one_minus_pow(torch.log(p_y), exponent)
+        return p_y.clamp_min(P_Y_MIN).reciprocal_().mul_(0.25)
+    p = p_y.clamp_min(torch.finfo(p_y.dtype).tiny)
+    head = torch.log1p(p.neg()).mul_(exponent).expm1_().div_(p)  # (e**n - 1) / p_y
+    return head.mul_(_pow_minus_one_(p, exponent)).mul_(0.25)  # times (p_y**n - 1), both <= 0
 
 
 def _math_dtype(logits: torch.Tensor) -> torch.dtype:
@@ -109,7 +119,7 @@ class _SurgicalSoftmax(torch.autograd.Function):
             if probs.shape[1] == 2:
                 # Listing 1: weight from the foreground channel
                 y_fg = target[:, 1:2] if onehot_target else (target == 1)
-                weight = error_weight((y_fg.to(probs.dtype) - probs[:, 1:2]).abs(), exponent)
+                weight = _error_weight_((y_fg.to(probs.dtype) - probs[:, 1:2]).abs_(), exponent)
                 ctx.two_channel = True
                 ctx.save_for_backward(weight)
             else:
@@ -126,12 +136,19 @@ class _SurgicalSoftmax(torch.autograd.Function):
         if ctx.two_channel:
             (weight,) = ctx.saved_tensors
             grad_probs = grad_probs.to(weight.dtype)
-            grad_fg = weight * (grad_probs[:, 1:2] - grad_probs[:, 0:1])
-            grad_logits = torch.cat((-grad_fg, grad_fg), 1)
+            if torch.compiler.is_compiling():  # dynamo refuses `out=` views; inductor fuses this anyway
+                grad_fg = (grad_probs[:, 1:2] - grad_probs[:, 0:1]) * weight
+                grad_logits = torch.cat((-grad_fg, grad_fg), 1)
+            else:  # Listing 1 written into one buffer: grad_fg = w (g_fg - g_bg), grad_bg = -grad_fg
+                grad_logits = torch.empty(grad_probs.shape, dtype=weight.dtype, device=weight.device)
+                grad_fg = grad_logits[:, 1:2]
+                torch.sub(grad_probs[:, 1:2], grad_probs[:, 0:1], out=grad_fg).mul_(weight)
+                torch.neg(grad_fg, out=grad_logits[:, 0:1])
         else:
             probs, scale = ctx.saved_tensors
             grad_probs = grad_probs.to(probs.dtype)
-            grad_logits = (scale * probs) * (grad_probs - (probs * grad_probs).sum(1, keepdim=True))
+            # s times the plain softmax VJP p (g - <p, g>), the latter by ATen's fused softmax backward
+            grad_logits = torch.ops.aten._softmax_backward_data(grad_probs, probs, 1, probs.dtype).mul_(scale)
         return grad_logits.to(ctx.logits_dtype), None, None
 
 
@@ -143,7 +160,7 @@ class _SurgicalSigmoid(torch.autograd.Function):
         ctx.logits_dtype = logits.dtype
         with torch.autocast(device_type=logits.device.type, enabled=False):
             probs = torch.sigmoid(logits.to(_math_dtype(logits)))
-            ctx.save_for_backward(error_weight((target.to(probs.dtype) - probs).abs(), exponent))
+            ctx.save_for_backward(_error_weight_((target.to(probs.dtype) - probs).abs_(), exponent))
         return probs
 
     @staticmethod

@@ -48,17 +48,33 @@ def is_onehot(logits: torch.Tensor, target: torch.Tensor) -> bool:
     return target.shape == logits.shape
 
 
-def onehot(logits: torch.Tensor, target: torch.Tensor, dtype: torch.dtype = torch.bool) -> torch.Tensor:
-    """One-hot encode a label map to the logits' shape; one-hot / region targets pass through unchanged.
+def onehot(
+    logits: torch.Tensor, target: torch.Tensor, dtype: torch.dtype = torch.bool, first_channel: int = 0
+) -> torch.Tensor:
+    """One-hot encode a label map as channels `first_channel..c-1` of the logits; one-hot / region targets
+    pass through (those channels, their own dtype).
+
+    Building only the channels a loss scores (nnU-Net's Dice skips the background) directly in the
+    loss's dtype avoids a bool operand that every product would convert again, forward and backward.
 
     Args:
         logits: `(b, c, *spatial)`, used for its shape and device only.
         target: label map `(b, 1, *spatial)` with values in `[0, c)`, or a tensor of the logits' shape.
         dtype: dtype of the encoding built from a label map.
+        first_channel: first channel to encode.
+
+    Returns:
+        `(b, c - first_channel, *spatial)`.
     """
     target = as_channel_target(logits, target)
     if is_onehot(logits, target):
-        return target
-    encoded = torch.zeros(logits.shape, device=logits.device, dtype=dtype)
-    encoded.scatter_(1, target.long(), 1)
+        return target[:, first_channel:]
+    channels = range(first_channel, logits.shape[1])
+    if torch.compiler.is_compiling():  # dynamo refuses `out=` views
+        return torch.cat([target == c for c in channels], 1).to(dtype)
+    encoded = torch.empty(
+        (target.shape[0], len(channels), *target.shape[2:]), dtype=dtype, device=logits.device
+    )
+    for i, c in enumerate(channels):
+        torch.eq(target, c, out=encoded[:, i : i + 1])
     return encoded

@@ -63,7 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         nargs=2,
         default=list(defaults.shape),
         metavar=("H", "W"),
-        help="image size (default 128 128)",
+        help="image size (default 96 96)",
     )
     parser.add_argument("--seed", type=int, default=defaults.seed, help="dataset seed (default 0)")
     parser.add_argument(

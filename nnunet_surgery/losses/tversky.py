@@ -103,9 +103,7 @@ class SoftTverskyLoss(nn.Module):
         acc = torch.promote_types(x.dtype, torch.float32)
         axes = tuple(range(2, x.ndim))
         with torch.no_grad():
-            y_onehot = onehot(x, y, dtype=acc).to(acc)
-            if not self.do_bg:
-                y_onehot = y_onehot[:, 1:]
+            y_onehot = onehot(x, y, dtype=acc, first_channel=0 if self.do_bg else 1).to(acc)
             sum_gt = (y_onehot if loss_mask is None else y_onehot * loss_mask).sum(axes, dtype=acc)
         if not self.do_bg:
             x = x[:, 1:]

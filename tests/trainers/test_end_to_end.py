@@ -53,6 +53,15 @@ def test_train_then_predict_saves_valid_probabilities(
     assert any("TinySurgeryTrainer trains with" in p.read_text() for p in output.glob("training_log_*.txt"))
     assert list((output / "validation").glob("*.npz"))  # --npz
 
+    if (
+        kind == "region_dataset"
+    ):  # --c: resume from the latest checkpoint (nnU-Net reloads the trainer by name)
+        (output / "checkpoint_final.pth").rename(output / "checkpoint_latest.pth")
+        resumed = run_nnunet(
+            ["nnUNetv2_train", did, "2d", "0", "-tr", "TinySurgeryTrainer", "-device", "cpu", "--c"],
+            train_env,
+        )
+        assert (output / "checkpoint_final.pth").is_file() and "TinySurgeryTrainer" in resumed.stdout
     if kind == "label_dataset":  # validation only, from the checkpoint: nnU-Net looks the trainer up again
         for npz in (output / "validation").glob("*.npz"):
             npz.unlink()

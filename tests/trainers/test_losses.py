@@ -214,3 +214,17 @@ def test_trainers_log_their_surgery_settings(label_dataset, monkeypatch: pytest.
     trainer._build_loss()
     log = open(trainer.log_file).read()
     assert "SurgeryTrainer trains with" in log and "surgery=True, exponent=20" in log
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_deep_supervision_keeps_nnunet_ddp_weight_fix(
+    compiled: bool, label_dataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trainer = make_trainer(SurgeryTrainer, label_dataset, monkeypatch)
+    trainer.is_ddp = True  # what nnU-Net sets under torch.distributed; only the weights are inspected here
+    monkeypatch.setattr(trainer, "_do_i_compile", lambda: compiled)
+    monkeypatch.setattr(torch, "compile", lambda module: module)  # keep the test free of compilation
+    weights = trainer._build_loss().weight_factors
+    raw = [1 / 2**i for i in range(len(weights))]
+    raw[-1] = 0.0 if compiled else 1e-6  # uncompiled DDP errors on an unused output with weight 0
+    assert weights == pytest.approx([w / sum(raw) for w in raw], rel=1e-12, abs=0)

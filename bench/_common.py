@@ -1,0 +1,162 @@
+"""Helpers shared by the benchmark scripts: machine description, medians, tables, process-tree RSS."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import subprocess
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = [
+    "RssSampler",
+    "code_state",
+    "format_table",
+    "load_average",
+    "machine_info",
+    "median",
+    "run_with_peak_rss",
+    "verdict",
+]
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def machine_info(device: str = "cpu") -> str:
+    """One block of text: CPU model, cores, RAM, Python, torch, threads and the device used."""
+    import torch
+
+    try:
+        mem_kib = next(
+            int(line.split()[1])
+            for line in Path("/proc/meminfo").read_text().splitlines()
+            if line.startswith("MemTotal")
+        )
+        ram = f"{mem_kib / 2**20:.0f} GiB RAM"
+    except (OSError, StopIteration):
+        ram = "RAM unknown"
+    lines = [
+        f"machine: {_cpu_model()}, {os.cpu_count()} cores, {ram}, load average {load_average()}",
+        f"code: {code_state()}",
+        f"python {platform.python_version()}, torch {torch.__version__}, torch threads {torch.get_num_threads()}",
+    ]
+    if device.startswith("cuda") and torch.cuda.is_available():
+        lines.append(f"device: {device} = {torch.cuda.get_device_name(torch.device(device))}")
+    else:
+        lines.append(f"device: {device}")
+    return "\n".join(lines)
+
+
+def code_state() -> str:
+    """Commit of the checkout and the package files that differ from it (read-only git commands)."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "nnunet_surgery"], cwd=root, capture_output=True, text=True
+        ).stdout.split("\n")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (no git)"
+    changed = [line[3:] for line in dirty if line.strip()]
+    return f"commit {commit}" + (
+        f" + uncommitted changes in {len(changed)} package path(s)" if changed else ""
+    )
+
+
+def load_average() -> str:
+    return ", ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values)
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """Plain-text table with right-aligned columns (the first column left-aligned)."""
+    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+
+    def fmt(row: Sequence[str]) -> str:
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+
+    sep = "  ".join("-" * w for w in widths)
+    return "\n".join([fmt(cells[0]), sep, *(fmt(r) for r in cells[1:])])
+
+
+def verdict(value: float, target: float) -> str:
+    """`ok` if `value <= target`, else `MISSED`."""
+    return "ok" if value <= target else "MISSED"
+
+
+def _children(pid: int) -> list[int]:
+    kids: list[int] = []
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            text = (task / "children").read_text().split()
+            kids.extend(int(k) for k in text)
+    except OSError:
+        pass
+    return kids
+
+
+def _rss_bytes(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+class RssSampler(threading.Thread):
+    """Polls the summed RSS of a process and all its descendants; `peak` is the largest sum seen."""
+
+    def __init__(self, pid: int, interval: float = 0.02) -> None:
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.interval = interval
+        self.peak = 0
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            total, stack = 0, [self.pid]
+            while stack:
+                pid = stack.pop()
+                total += _rss_bytes(pid)
+                stack.extend(_children(pid))
+            self.peak = max(self.peak, total)
+            time.sleep(self.interval)
+
+    def stop(self) -> int:
+        self._stop_event.set()
+        self.join()
+        return self.peak
+
+
+def run_with_peak_rss(cmd: Sequence[str], env: dict | None = None) -> tuple[float, int, str]:
+    """Run `cmd` in a fresh process; return (wall seconds, peak RSS of its process tree in bytes, stdout)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    sampler = RssSampler(proc.pid)
+    sampler.start()
+    out, err = proc.communicate()
+    wall = time.perf_counter() - start
+    peak = sampler.stop()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed with exit code {proc.returncode}:\n{err[-4000:]}")
+    return wall, peak, out

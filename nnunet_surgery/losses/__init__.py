@@ -5,10 +5,11 @@ Surgical: `SoftTverskyLoss(surgery=True)` (Dice at alpha = 0.5), also as `dice_c
 `DicePlusPlusLoss`, `MarginalL1ACELoss` (with Dice through `WeightedSumLoss`).
 """
 
+from nnunet_surgery.losses._prepare import SURGICAL_COUNTERPARTS
 from nnunet_surgery.losses.ace import MarginalL1ACELoss
 from nnunet_surgery.losses.compound import IgnoreLabelLoss, WeightedSumLoss
 from nnunet_surgery.losses.dice_plus_plus import DicePlusPlusLoss
-from nnunet_surgery.losses.tversky import SURGICAL_COUNTERPARTS, SoftTverskyLoss
+from nnunet_surgery.losses.tversky import SoftTverskyLoss
 
 __all__ = [
     "SURGICAL_COUNTERPARTS",

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from nnunet_surgery.targets import as_channel_target, onehot
+from nnunet_surgery.losses._prepare import scored_probabilities_and_target
 
 __all__ = ["ACE_EDGE_STRETCH", "MarginalL1ACELoss", "hard_bin_index"]
 
@@ -55,12 +55,7 @@ class MarginalL1ACELoss(nn.Module):
     def forward(
         self, x: torch.Tensor, y: torch.Tensor, loss_mask: torch.Tensor | None = None
     ) -> torch.Tensor:
-        y = as_channel_target(x, y)
-        with torch.no_grad():
-            y_onehot = onehot(x, y)
-        p = x if self.apply_nonlin is None else self.apply_nonlin(x)
-        if not self.do_bg:
-            p, y_onehot = p[:, 1:], y_onehot[:, 1:]
+        p, y_onehot = scored_probabilities_and_target(x, y, self.apply_nonlin, self.do_bg, torch.bool)
         b, c = p.shape[:2]
         p = p.reshape(b, c, -1)
         with torch.no_grad():

@@ -5,21 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from nnunetv2.utilities.helpers import softmax_helper_dim1
 from torch import nn
 
+from nnunet_surgery.losses._prepare import SURGICAL_COUNTERPARTS, scored_probabilities_and_target
 from nnunet_surgery.losses._reduce import reduce_region_sums
-from nnunet_surgery.surgery import surgical_sigmoid, surgical_softmax, validate_exponent
-from nnunet_surgery.targets import as_channel_target, onehot
+from nnunet_surgery.surgery import validate_exponent
 
 __all__ = ["SURGICAL_COUNTERPARTS", "SoftTverskyLoss"]
-
-#: nnU-Net's activations and their surgical twins (which also take the target and the exponent).
-SURGICAL_COUNTERPARTS: dict[Callable, Callable] = {
-    softmax_helper_dim1: surgical_softmax,
-    torch.softmax: surgical_softmax,
-    torch.sigmoid: surgical_sigmoid,
-}
 
 
 class SoftTverskyLoss(nn.Module):
@@ -88,25 +80,18 @@ class SoftTverskyLoss(nn.Module):
             f"batch_dice={self.batch_dice}, do_bg={self.do_bg}, smooth={self.smooth}"
         )
 
-    def activate(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Probabilities from logits: the surgical twin of `apply_nonlin` if `surgery`, else `apply_nonlin`."""
-        if self.surgery:
-            return SURGICAL_COUNTERPARTS[self.apply_nonlin](logits, target, self.exponent)
-        return logits if self.apply_nonlin is None else self.apply_nonlin(logits)
-
     def forward(
         self, x: torch.Tensor, y: torch.Tensor, loss_mask: torch.Tensor | None = None
     ) -> torch.Tensor:
-        y = as_channel_target(x, y)
-        x = self.activate(x, y)
         # nnU-Net accumulates in float32 whatever the input dtype (fp16 under autocast); float64 stays float64
         acc = torch.promote_types(x.dtype, torch.float32)
+        x, y_onehot = scored_probabilities_and_target(
+            x, y, self.apply_nonlin, self.do_bg, acc, surgery=self.surgery, exponent=self.exponent
+        )
         axes = tuple(range(2, x.ndim))
         with torch.no_grad():
-            y_onehot = onehot(x, y, dtype=acc, first_channel=0 if self.do_bg else 1).to(acc)
+            y_onehot = y_onehot.to(acc)
             sum_gt = (y_onehot if loss_mask is None else y_onehot * loss_mask).sum(axes, dtype=acc)
-        if not self.do_bg:
-            x = x[:, 1:]
         intersect = (x * y_onehot if loss_mask is None else x * y_onehot * loss_mask).sum(axes, dtype=acc)
         sum_pred = (x if loss_mask is None else x * loss_mask).sum(axes, dtype=acc)
 

@@ -1,4 +1,4 @@
-"""Run these tests on one intra-op thread: their tensors are tiny, and on a busy machine OpenMP's
+"""Run the tests on one intra-op thread: their tensors are tiny, and on a busy machine OpenMP's
 thread hand-off costs milliseconds per operation (torch.log on 3000 values: 10 ms with 2 threads)."""
 
 from __future__ import annotations

@@ -11,8 +11,6 @@ interleaved (rotating order), timing the wall clock and the peak RSS of the whol
     report -np K:  `nnunet-surgery report GT PRED -djfile dataset.json -o OUT -np K --bins B` (its command module)
     torchmetrics:  BinaryCalibrationError(n_bins=B) updated case by case with the foreground channel, then
                    compute() (same loading code as `load`)
-    proto:         bench/prototype_report.py, the proposed per-case scorer with the next case read in a
-                   background thread (one process; per-case work only, no report files written)
 
 The marginal cost per case is the least-squares slope of the (median, with --reps) wall time over N
 (start-up and imports cancel);
@@ -120,15 +118,7 @@ def worker_torchmetrics(gt: Path, pred: Path, bins: int) -> str:
     return f"{float(metric.compute()):.6f}"
 
 
-def worker_proto(gt: Path, pred: Path, bins: int) -> str:
-    """bench/prototype_report.py: the proposed per-case scorer, next case read in a background thread."""
-    from prototype_report import make_tasks, score_folder
-
-    tasks = make_tasks(gt, pred, gt.parent.parent / "dataset.json", bins)
-    return f"{len(score_folder(tasks, prefetch=True))}"
-
-
-WORKERS = {"load": worker_load, "torchmetrics": worker_torchmetrics, "proto": worker_proto}
+WORKERS = {"load": worker_load, "torchmetrics": worker_torchmetrics}
 
 
 # ------------------------------------------------------------------------------------------------------ main
@@ -151,12 +141,6 @@ def main(argv: list[str] | None = None) -> int:
         "--reps", type=int, default=1, help="runs per method and N; the median counts (default 1)"
     )
     parser.add_argument("--workdir", default=None, help="keep the cases here (default: a temporary folder)")
-    parser.add_argument(
-        "--no-prototype",
-        dest="prototype",
-        action="store_false",
-        help="leave out bench/prototype_report.py's proposed scorer (method 'proto', one process)",
-    )
     parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     parser.add_argument("--gt", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--pred", type=Path, help=argparse.SUPPRESS)
@@ -195,8 +179,6 @@ def main(argv: list[str] | None = None) -> int:
                     "--pred", str(folder / "pred"), "--bins", str(args.bins)]  # fmt: skip
 
         methods = ["load", *(f"report -np{k}" for k in args.nps), "torchmetrics"]
-        if args.prototype:
-            methods.append("proto")
         peak: dict[str, dict[int, int]] = {m: {} for m in methods}
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         walls: dict[str, dict[int, list[float]]] = {m: {n: [] for n in args.cases} for m in methods}
@@ -250,9 +232,6 @@ def main(argv: list[str] | None = None) -> int:
     for k in args.nps:
         m = marginal[f"report -np{k}"]
         summary.append([f"report -np{k} vs torchmetrics", f"{m / tm:.2f}", verdict(m / tm, 1.0)])
-    if args.prototype:
-        m = marginal["proto"]
-        summary.append(["proto vs report -np1", f"{m / marginal[f'report -np{args.nps[0]}']:.2f}", ""])
     if len(args.nps) > 1:
         a, b = marginal[f"report -np{args.nps[0]}"], marginal[f"report -np{args.nps[-1]}"]
         summary.append([f"speed-up -np{args.nps[-1]} over -np{args.nps[0]}", f"{a / b:.2f}", ""])

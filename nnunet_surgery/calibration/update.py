@@ -41,11 +41,22 @@ def binned_stats(confidence: np.ndarray, target: np.ndarray, n_bins: int) -> Bin
         )
     n_bins = check_n_bins(n_bins)
     index = bin_indices(confidence, n_bins)
-    return BinnedStats(
-        np.bincount(index, minlength=n_bins).astype(np.float64),
-        np.bincount(index, weights=confidence.astype(np.float64, copy=False), minlength=n_bins),
-        np.bincount(index, weights=target.astype(np.float64, copy=False), minlength=n_bins),
-    )
+    sum_confidence = np.bincount(index, weights=confidence, minlength=n_bins)  # float64 sums
+    if target.dtype == bool:
+        count, sum_target = _outcome_counts(index, target, n_bins)
+    else:
+        count = np.bincount(index, minlength=n_bins).astype(np.float64)
+        sum_target = np.bincount(index, weights=target, minlength=n_bins)
+    return BinnedStats(count, sum_confidence, sum_target)
+
+
+def _outcome_counts(index: np.ndarray, outcome: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-bin count and number of true outcomes, from one unweighted bincount of 2 * bin + outcome."""
+    code_type = np.promote_types(index.dtype, np.min_scalar_type(2 * n_bins - 1))
+    code = np.multiply(index, 2, dtype=code_type)
+    code += outcome
+    joint = np.bincount(code, minlength=2 * n_bins).reshape(n_bins, 2)
+    return joint.sum(axis=1).astype(np.float64), joint[:, 1].astype(np.float64)
 
 
 def confusion_counts(prediction: np.ndarray, reference: np.ndarray) -> tuple[float, float, float]:
@@ -100,7 +111,9 @@ def label_stats(
             binned_stats(truth, outcome, n_bins),
         )
     tp, fp, fn = counts
-    return LabelStats(binned_stats(p, outcome, n_bins), nll_sum, brier_sum, tp, fp, fn, truth_stats)
+    # binned on the input values: the bins and float64 sums equal those of p, and float32 bins faster
+    reliability = binned_stats(probability, outcome, n_bins)
+    return LabelStats(reliability, nll_sum, brier_sum, tp, fp, fn, truth_stats)
 
 
 def top_label_inputs(
@@ -109,7 +122,7 @@ def top_label_inputs(
     """Top-label confidence and correctness of a softmax: (max_c p_c, argmax == reference, argmax).
 
     Args:
-        probabilities: (C, N) softmax probabilities.
+        probabilities: (C, N) softmax probabilities (two channels: compared directly, no argmax pass).
         reference_channel: (N,) channel index of the reference class of each voxel.
     """
     if probabilities.ndim != 2 or probabilities.shape[1:] != np.shape(reference_channel):
@@ -117,6 +130,16 @@ def top_label_inputs(
             f"probabilities must be (C, N) and reference_channel (N,), but got {probabilities.shape} "
             f"and {np.shape(reference_channel)}"
         )
-    winner = probabilities.argmax(axis=0)
-    confidence = np.take_along_axis(probabilities, winner[None], axis=0)[0]
+    if probabilities.shape[0] == 2:
+        winner, confidence = _two_channel_top_label(probabilities)
+    else:
+        winner = probabilities.argmax(axis=0)
+        confidence = np.take_along_axis(probabilities, winner[None], axis=0)[0]
     return confidence, winner == reference_channel, winner
+
+
+def _two_channel_top_label(probabilities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """argmax and max over two channels: p1 > p0 (ties go to channel 0, as argmax) and max(p0, p1)."""
+    p0, p1 = probabilities
+    winner = np.greater(p1, p0).view(np.uint8)  # channel index 0 / 1, without a copy
+    return winner, np.maximum(p0, p1)

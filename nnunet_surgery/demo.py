@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 __all__ = ["DEMO_TRAINERS", "DemoError", "DemoSettings", "run_demo"]
@@ -67,7 +67,6 @@ class DemoSettings:
     shape: tuple[int, ...] = (96, 96)
     seed: int = 0
     device: str = "cpu"
-    extra: dict = field(default_factory=dict)
 
     def validate(self) -> None:
         unknown = [t for t in self.trainers if t not in DEMO_TRAINERS]
@@ -131,15 +130,14 @@ class DemoRun:
     def claim_output_dir(self) -> bool:
         """Create OUT_DIR, or check that it holds a run with the same settings; True if resuming."""
         state = self.out / "demo.json"
+        settings = self.settings.as_json()
         if self.out.exists() and not self.out.is_dir():
             raise DemoError(f"-o {self.out}: exists and is not a folder")
         if state.is_file():
             previous = json.loads(state.read_text())
-            if previous != self.settings.as_json():
+            if previous != settings:
                 changed = sorted(
-                    k
-                    for k in previous.keys() | self.settings.as_json().keys()
-                    if previous.get(k) != self.settings.as_json().get(k)
+                    k for k in previous.keys() | settings.keys() if previous.get(k) != settings.get(k)
                 )
                 raise DemoError(
                     f"-o {self.out}: holds a demo run with other settings ({', '.join(changed)}); "
@@ -149,7 +147,7 @@ class DemoRun:
         if self.out.is_dir() and any(self.out.iterdir()):
             raise DemoError(f"-o {self.out}: folder is not empty and holds no demo run; choose a new folder")
         self.out.mkdir(parents=True, exist_ok=True)
-        _write_atomic(state, json.dumps(self.settings.as_json(), indent=2, sort_keys=True))
+        _write_atomic(state, json.dumps(settings, indent=2, sort_keys=True))
         return False
 
     def env(self) -> dict[str, str]:

@@ -2,12 +2,12 @@
 
 Three stages, as torchmetrics' calibration_error but over a stream of chunks: `check_probabilities`
 (validate) -> `label_stats` / `binned_stats` (update: float64 sufficient statistics, merged with
-`.merge`) -> `label_metrics` / `calibration_errors` (compute). Bin convention: `binning`.
+`.merge`) -> `label_metrics` / `calibration_errors` (compute). Bin convention: `binning` (docs/calibration.md#bins).
 """
 
 from __future__ import annotations
 
-from nnunet_surgery.calibration.binning import MAX_BINS, bin_edges, bin_indices, check_n_bins
+from nnunet_surgery.calibration.binning import BIN_CONVENTION, MAX_BINS, bin_edges, bin_indices, check_n_bins
 from nnunet_surgery.calibration.metrics import (
     calibration_errors,
     dice,
@@ -27,6 +27,7 @@ from nnunet_surgery.calibration.update import (
 from nnunet_surgery.calibration.validate import ProbabilityError, check_probabilities
 
 __all__ = [
+    "BIN_CONVENTION",
     "MAX_BINS",
     "NLL_EPS",
     "BinnedStats",

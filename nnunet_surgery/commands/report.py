@@ -13,7 +13,7 @@ HELP = (
 
 
 def _roi(text: str):
-    from nnunet_surgery.report.roi import parse_roi
+    from nnunet_surgery.report.inputs import parse_roi
 
     try:
         return parse_roi(text)

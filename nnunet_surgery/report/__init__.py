@@ -1,15 +1,22 @@
 """`nnunet-surgery report`: calibration of nnU-Net probability predictions, streamed case by case.
 
-Layering as nnU-Net's evaluation: a pure per-case function (`case.evaluate_case`) -> a folder
-aggregator over a process pool (`aggregate.aggregate_cases`) -> `pipeline.generate_report` -> the thin
-argparse entry `nnunet_surgery.commands.report`. The math lives in `nnunet_surgery.calibration`.
-Module-level imports stay light (no torch) so that spawned workers start fast.
+Three stages, data flowing one way, as nnU-Net's evaluation layers a per-case function, a folder
+aggregator and a thin CLI:
+
+    inputs/   options, dataset.json, labels, folder pairing, safe reading, ROI    -> CaseTask per case
+    scoring/  CaseTask -> per-case statistics -> pooled, typed CalibrationReport
+    outputs/  CalibrationReport -> calibration.json / .csv / .md, reliability PNGs, atomic write
+
+`pipeline.generate_report` calls them in that order; `nnunet_surgery.commands.report` is the argparse
+entry. The math lives in `nnunet_surgery.calibration` (docs/calibration.md). Module-level imports stay
+light (no torch) so that spawned workers start fast.
 """
 
 from __future__ import annotations
 
 from nnunet_surgery.report.errors import ReportError
-from nnunet_surgery.report.pipeline import generate_report
-from nnunet_surgery.report.roi import RoiSpec, parse_roi
+from nnunet_surgery.report.inputs import RoiSpec, parse_roi
+from nnunet_surgery.report.pipeline import build_report, generate_report
+from nnunet_surgery.report.scoring import CalibrationReport
 
-__all__ = ["ReportError", "RoiSpec", "generate_report", "parse_roi"]
+__all__ = ["CalibrationReport", "ReportError", "RoiSpec", "build_report", "generate_report", "parse_roi"]

@@ -140,4 +140,6 @@ def build(tmp_path: Path):
 @pytest.fixture
 def no_plots(monkeypatch):
     """Skip the PNG rendering (slow on 2 cores) in tests that check numbers only."""
-    monkeypatch.setattr("nnunet_surgery.report.output.write_reliability_diagrams", lambda folder, summary: [])
+    monkeypatch.setattr(
+        "nnunet_surgery.report.outputs.writer.write_reliability_diagrams", lambda folder, report: []
+    )

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from nnunet_surgery.report import ReportError
-from nnunet_surgery.report.labels import label_layout
+from nnunet_surgery.report.inputs import label_layout
 
 
 def test_label_dataset_layout_follows_label_values_not_dict_order():

@@ -12,9 +12,9 @@ import sys
 import pytest
 
 from nnunet_surgery.commands import report as command
-from nnunet_surgery.report import generate_report
-from nnunet_surgery.report.folders import model_names
-from nnunet_surgery.report.tables import markdown_report
+from nnunet_surgery.report import build_report, generate_report
+from nnunet_surgery.report.inputs import model_names
+from nnunet_surgery.report.outputs import markdown_report
 
 
 def test_command_writes_json_csv_markdown_and_diagrams(build, tmp_path):
@@ -81,7 +81,7 @@ def test_command_writes_json_csv_markdown_and_diagrams(build, tmp_path):
 
 def test_markdown_bolds_the_best_value_of_each_column(build, tmp_path, no_plots):
     folders = build("binary", ((3, 10, 12),))
-    report = generate_report(folders.gt, folders.preds, folders.dataset_json, tmp_path / "out")
+    report = build_report(folders.gt, folders.preds, folders.dataset_json)
     lines = [line for line in markdown_report(report).splitlines() if line.startswith("| model_")]
     assert len(lines) == 2
     cells = [line.strip("|").split("|")[1:] for line in lines]

@@ -13,8 +13,10 @@ import tempfile
 from pathlib import Path
 
 from nnunet_surgery.report.errors import ReportError
-from nnunet_surgery.report.plots import write_reliability_diagrams
-from nnunet_surgery.report.tables import write_csv, write_markdown
+from nnunet_surgery.report.outputs.calibration_json import report_json
+from nnunet_surgery.report.outputs.plots import write_reliability_diagrams
+from nnunet_surgery.report.outputs.tables import write_csv, write_markdown
+from nnunet_surgery.report.scoring import CalibrationReport
 
 __all__ = ["JSON_NAME", "check_out_dir", "is_report_file", "write_report", "write_report_files"]
 
@@ -44,15 +46,15 @@ def check_out_dir(out_dir: str | Path, overwrite: bool) -> None:
             )
 
 
-def write_report_files(folder: str | Path, summary: dict) -> None:
+def write_report_files(folder: str | Path, report: CalibrationReport) -> None:
     """calibration.json (sort_keys, NaN where undefined), calibration.csv, calibration.md and the diagrams."""
     folder = Path(folder)
     with (folder / JSON_NAME).open("w") as handle:
-        json.dump(summary, handle, indent=2, sort_keys=True)
+        json.dump(report_json(report), handle, indent=2, sort_keys=True)
         handle.write("\n")
-    write_csv(folder / _TABLE_NAMES[0], summary)
-    write_markdown(folder / _TABLE_NAMES[1], summary)
-    write_reliability_diagrams(folder, summary)
+    write_csv(folder / _TABLE_NAMES[0], report)
+    write_markdown(folder / _TABLE_NAMES[1], report)
+    write_reliability_diagrams(folder, report)
 
 
 def _default_dir_mode() -> int:
@@ -61,7 +63,7 @@ def _default_dir_mode() -> int:
     return 0o777 & ~umask
 
 
-def write_report(out_dir: str | Path, summary: dict, *, overwrite: bool = False) -> Path:
+def write_report(out_dir: str | Path, report: CalibrationReport, *, overwrite: bool = False) -> Path:
     """Write all report files into OUT_DIR atomically.
 
     Returns:
@@ -72,7 +74,7 @@ def write_report(out_dir: str | Path, summary: dict, *, overwrite: bool = False)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
     try:
-        write_report_files(staging, summary)
+        write_report_files(staging, report)
         if not out_dir.exists():
             staging.chmod(_default_dir_mode())
             os.rename(staging, out_dir)

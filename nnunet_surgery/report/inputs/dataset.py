@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nnunet_surgery.report.errors import ReportError
-from nnunet_surgery.report.labels import LabelLayout, label_layout
+from nnunet_surgery.report.inputs.labels import LabelLayout, label_layout
 
 __all__ = ["DatasetInfo", "load_dataset_json", "reader_for"]
 

@@ -1,0 +1,32 @@
+"""Stage 1 of the report, inputs: options, dataset.json and its labels, the pairing of case files across
+folders, safe reading of probability archives and label images, and the region of interest.
+
+Nothing here scores or writes; every problem is a `ReportError` naming the file or option.
+"""
+
+from __future__ import annotations
+
+from nnunet_surgery.report.inputs.dataset import DatasetInfo, load_dataset_json, reader_for
+from nnunet_surgery.report.inputs.folders import CaseFiles, collect_cases, model_names
+from nnunet_surgery.report.inputs.labels import LabelLayout, label_layout
+from nnunet_surgery.report.inputs.options import ReportOptions, check_options
+from nnunet_surgery.report.inputs.reading import load_probabilities, read_label_image
+from nnunet_surgery.report.inputs.roi import RoiSpec, parse_roi, roi_mask
+
+__all__ = [
+    "CaseFiles",
+    "DatasetInfo",
+    "LabelLayout",
+    "ReportOptions",
+    "RoiSpec",
+    "check_options",
+    "collect_cases",
+    "label_layout",
+    "load_dataset_json",
+    "load_probabilities",
+    "model_names",
+    "parse_roi",
+    "read_label_image",
+    "reader_for",
+    "roi_mask",
+]

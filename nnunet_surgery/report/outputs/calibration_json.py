@@ -1,0 +1,115 @@
+"""The typed report as the calibration.json structure (plain dicts and lists, NaN where undefined).
+
+Layout (keys sorted when written): bins, bin_edges, bin_convention, nll_eps, roi, roi_voxels,
+region_based, label_names, model_order, sources, and models.MODEL = {folder, labels.LABEL = {pooled,
+case_mean, reliability, truth?}, cases.CASE.LABEL, top_label? = {pooled, case_mean, reliability, cases}}.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+from nnunet_surgery.calibration import BIN_CONVENTION, NLL_EPS, BinnedStats, bin_edges, reliability_curve
+from nnunet_surgery.report.scoring import (
+    CalibrationReport,
+    LabelScores,
+    LabelSummary,
+    ModelSummary,
+    TopLabelScores,
+    TopLabelSummary,
+)
+
+__all__ = ["report_json"]
+
+
+def _path(path: Path | None) -> str | None:
+    return None if path is None else str(path)
+
+
+def _label_scores(scores: LabelScores, *, with_truth: bool) -> dict:
+    entry = {
+        **asdict(scores.metrics),
+        "n_voxels": scores.n_voxels,
+        "tp": scores.tp,
+        "fp": scores.fp,
+        "fn": scores.fn,
+    }
+    if with_truth and scores.truth is not None:
+        entry["truth"] = asdict(scores.truth)
+    return entry
+
+
+def _top_label_scores(scores: TopLabelScores) -> dict:
+    return {**asdict(scores.errors), "n_voxels": scores.n_voxels}
+
+
+def _reliability(stats: BinnedStats) -> dict:
+    mean_confidence, mean_outcome = reliability_curve(stats)
+    return {
+        "count": [int(c) for c in stats.count],
+        "mean_confidence": [float(v) for v in mean_confidence],
+        "mean_outcome": [float(v) for v in mean_outcome],
+    }
+
+
+def _label(summary: LabelSummary) -> dict:
+    entry = {
+        "pooled": _label_scores(summary.pooled, with_truth=False),
+        "case_mean": asdict(summary.case_mean),
+        "reliability": _reliability(summary.reliability),
+    }
+    if summary.pooled.truth is not None:
+        entry["truth"] = {
+            "pooled": asdict(summary.pooled.truth),
+            "case_mean": asdict(summary.truth_case_mean),
+        }
+    return entry
+
+
+def _top_label(summary: TopLabelSummary) -> dict:
+    return {
+        "pooled": _top_label_scores(summary.pooled),
+        "case_mean": asdict(summary.case_mean),
+        "reliability": _reliability(summary.reliability),
+        "cases": {case: _top_label_scores(scores) for case, scores in summary.cases.items()},
+    }
+
+
+def _model(model: ModelSummary, cases: list[str]) -> dict:
+    entry = {
+        "folder": str(model.folder),
+        "labels": {name: _label(label) for name, label in model.labels.items()},
+        "cases": {
+            case: {
+                name: _label_scores(label.cases[case], with_truth=True)
+                for name, label in model.labels.items()
+            }
+            for case in cases
+        },
+    }
+    if model.top_label is not None:
+        entry["top_label"] = _top_label(model.top_label)
+    return entry
+
+
+def report_json(report: CalibrationReport) -> dict:
+    """The whole calibration.json content of `report`."""
+    cases = list(report.roi_voxels)
+    return {
+        "bins": report.n_bins,
+        "bin_edges": [float(e) for e in bin_edges(report.n_bins)],
+        "bin_convention": BIN_CONVENTION,
+        "nll_eps": NLL_EPS,
+        "roi": report.roi,
+        "roi_voxels": dict(report.roi_voxels),
+        "region_based": report.region_based,
+        "label_names": list(report.label_names),
+        "model_order": [model.name for model in report.models],
+        "sources": {
+            "dataset_json": str(report.sources.dataset_json),
+            "gt_folder": str(report.sources.gt_folder),
+            "truth_folder": _path(report.sources.truth_folder),
+        },
+        "models": {model.name: _model(model, cases) for model in report.models},
+    }

@@ -1,0 +1,141 @@
+"""The folder aggregator: score every case (in a spawn pool for -np > 1) and merge into a report.
+
+Results arrive in case order (`imap`), so the float64 merge order, and thus the report, does not depend
+on the number of processes. Per model, only O(labels x bins) pooled sums and each case's scores are kept.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nnunet_surgery.report.scoring.case import CaseStats, CaseTask, ModelCaseStats, score_case
+from nnunet_surgery.report.scoring.metrics import (
+    CalibrationErrors,
+    LabelMetrics,
+    LabelScores,
+    TopLabelScores,
+    TruthMetrics,
+    nan_mean_of,
+)
+from nnunet_surgery.report.scoring.report import (
+    CalibrationReport,
+    LabelSummary,
+    ModelSummary,
+    Sources,
+    TopLabelSummary,
+)
+
+__all__ = ["iterate_cases", "score_report"]
+
+
+def iterate_cases(
+    tasks: Sequence[CaseTask], num_processes: int, *, progress: bool = True
+) -> Iterator[CaseStats]:
+    """Yield `score_case(task)` for every task, in order; in-process for one process, else a spawn pool.
+
+    A ReportError raised for any case propagates (and stops the pool).
+    """
+    from tqdm import tqdm
+
+    bar = tqdm(
+        total=len(tasks), desc="report", unit="case", file=sys.stderr, disable=None if progress else True
+    )
+    try:
+        if num_processes <= 1:
+            for task in tasks:
+                yield score_case(task)
+                bar.update()
+        else:
+            with multiprocessing.get_context("spawn").Pool(num_processes) as pool:
+                for result in pool.imap(score_case, tasks, chunksize=1):
+                    yield result
+                    bar.update()
+    finally:
+        bar.close()
+
+
+@dataclass
+class _ModelTotals:
+    """One model's pooled statistics and each case's scores, filled case by case."""
+
+    pooled: ModelCaseStats
+    label_cases: list[dict[str, LabelScores]]
+    top_label_cases: dict[str, TopLabelScores] = field(default_factory=dict)
+
+    def add(self, case: str, stats: ModelCaseStats) -> None:
+        self.pooled = self.pooled.merge(stats)
+        for per_case, label in zip(self.label_cases, stats.labels, strict=True):
+            per_case[case] = LabelScores.of(label)
+        if stats.top_label is not None:
+            self.top_label_cases[case] = TopLabelScores.of(stats.top_label)
+
+    def summary(self, name: str, folder: Path, label_names: tuple[str, ...]) -> ModelSummary:
+        labels = {}
+        for label, pooled, cases in zip(label_names, self.pooled.labels, self.label_cases, strict=True):
+            truths = [scores.truth for scores in cases.values()]
+            labels[label] = LabelSummary(
+                pooled=LabelScores.of(pooled),
+                case_mean=nan_mean_of(LabelMetrics, (scores.metrics for scores in cases.values())),
+                truth_case_mean=None if pooled.truth is None else nan_mean_of(TruthMetrics, truths),
+                reliability=pooled.reliability,
+                cases=cases,
+            )
+        top = self.pooled.top_label
+        top_label = None
+        if top is not None:
+            top_label = TopLabelSummary(
+                pooled=TopLabelScores.of(top),
+                case_mean=nan_mean_of(
+                    CalibrationErrors, (scores.errors for scores in self.top_label_cases.values())
+                ),
+                reliability=top,
+                cases=self.top_label_cases,
+            )
+        return ModelSummary(name=name, folder=folder, labels=labels, top_label=top_label)
+
+
+def score_report(
+    tasks: Sequence[CaseTask],
+    models: Sequence[tuple[str, Path]],
+    sources: Sources,
+    *,
+    progress: bool = True,
+) -> CalibrationReport:
+    """Score all cases and merge them per model into the typed report.
+
+    Args:
+        tasks: one task per case, all with the same layout and options, predictions in `models` order.
+        models: (name, prediction folder) per model.
+        sources: input paths to record.
+        progress: show a progress bar on a terminal.
+    """
+    layout, options = tasks[0].layout, tasks[0].options
+    with_truth = sources.truth_folder is not None
+    totals = [
+        _ModelTotals(
+            ModelCaseStats.zeros(layout, options.n_bins, with_truth=with_truth),
+            [{} for _ in layout.names],
+        )
+        for _ in models
+    ]
+    roi_voxels = {}
+    for result in iterate_cases(tasks, options.num_processes, progress=progress):
+        roi_voxels[result.case] = result.n_roi
+        for model_totals, stats in zip(totals, result.models, strict=True):
+            model_totals.add(result.case, stats)
+    return CalibrationReport(
+        n_bins=options.n_bins,
+        roi=str(options.roi),
+        roi_voxels=roi_voxels,
+        label_names=layout.names,
+        region_based=layout.region_based,
+        sources=sources,
+        models=tuple(
+            model_totals.summary(name, folder, layout.names)
+            for model_totals, (name, folder) in zip(totals, models, strict=True)
+        ),
+    )

@@ -1,0 +1,261 @@
+"""The pure per-case function: read and check one case's files, return every model's statistics on it.
+
+Runs in worker processes, so it imports neither torch nor nnU-Net's label handling; the reader class
+travels in the task. Memory: the reference, the ROI, one probability map (plus the truth map, if any)
+and chunk-sized temporaries; the probabilities are scored in chunks of about CHUNK_ELEMENTS values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from nnunet_surgery.calibration import (
+    NLL_EPS,
+    BinnedStats,
+    LabelStats,
+    ProbabilityError,
+    binned_stats,
+    check_probabilities,
+    confusion_counts,
+    label_stats,
+    top_label_inputs,
+)
+from nnunet_surgery.report.errors import ReportError
+from nnunet_surgery.report.inputs import (
+    CaseFiles,
+    LabelLayout,
+    ReportOptions,
+    load_probabilities,
+    read_label_image,
+    roi_mask,
+)
+
+__all__ = ["CHUNK_ELEMENTS", "CaseStats", "CaseTask", "ModelCaseStats", "score_case"]
+
+# values (channels x voxels) scored at once: bounds the float64 temporaries to a few tens of MB
+CHUNK_ELEMENTS = 1 << 22
+
+
+@dataclass(frozen=True)
+class CaseTask:
+    """Everything `score_case` needs; picklable for a spawn pool.
+
+    Attributes:
+        files: the case's files (one prediction per model, in model order).
+        reader_class: nnU-Net reader/writer class for references and masks.
+        layout: label / region channels.
+        options: bins and ROI (checked).
+    """
+
+    files: CaseFiles
+    reader_class: type
+    layout: LabelLayout
+    options: ReportOptions
+
+
+@dataclass(frozen=True)
+class ModelCaseStats:
+    """One model's sufficient statistics on one case (or merged over cases).
+
+    Attributes:
+        labels: per foreground label or region, in `LabelLayout.names` order.
+        top_label: top-label statistics (softmax datasets), else None.
+    """
+
+    labels: tuple[LabelStats, ...]
+    top_label: BinnedStats | None
+
+    @classmethod
+    def zeros(cls, layout: LabelLayout, n_bins: int, *, with_truth: bool) -> ModelCaseStats:
+        """Empty statistics (the identity of `merge`)."""
+        labels = tuple(LabelStats.zeros(n_bins, with_truth=with_truth) for _ in layout.names)
+        return cls(labels, BinnedStats.zeros(n_bins) if layout.softmax else None)
+
+    def merge(self, other: ModelCaseStats) -> ModelCaseStats:
+        """Statistics of the union of both voxel sets."""
+        return ModelCaseStats(
+            tuple(mine.merge(theirs) for mine, theirs in zip(self.labels, other.labels, strict=True)),
+            None if self.top_label is None else self.top_label.merge(other.top_label),
+        )
+
+
+@dataclass(frozen=True)
+class CaseStats:
+    """Statistics of one case for every model (in model order); `n_roi` voxels were scored."""
+
+    case: str
+    n_roi: int
+    models: tuple[ModelCaseStats, ...]
+
+
+@dataclass(frozen=True)
+class _Reference:
+    """A case's reference and the voxel sets it defines, flat.
+
+    Attributes:
+        labels: (N,) int32 reference labels.
+        shape: (1, *spatial) shape the reader gave.
+        roi: boolean ROI, or None when it is every voxel (no mask indexing then).
+        valid: boolean non-ignored voxels, or None when there is no ignore label.
+        n_roi: number of ROI voxels.
+    """
+
+    labels: np.ndarray
+    shape: tuple[int, ...]
+    roi: np.ndarray | None
+    valid: np.ndarray | None
+    n_roi: int
+
+
+def _read_labels(task: CaseTask) -> np.ndarray:
+    path = task.files.reference
+    image = read_label_image(task.reader_class, path)
+    if image.ndim < 2 or image.shape[0] != 1:
+        raise ReportError(
+            f"{path}: expected one segmentation channel (1, *spatial) from the reader, got {image.shape}"
+        )
+    reference = image.astype(np.int32)
+    if not np.array_equal(reference, image):
+        raise ReportError(f"{path}: reference holds non-integer label values")
+    low = int(reference.min())
+    present = set() if low < 0 else set(np.flatnonzero(np.bincount(reference.ravel())).tolist())
+    unknown = sorted(present - set(task.layout.valid_values)) if low >= 0 else [low]
+    if unknown:
+        raise ReportError(
+            f"{path}: reference holds label value(s) {unknown[:5]} not in dataset.json (valid: {list(task.layout.valid_values)})"
+        )
+    return reference
+
+
+def _read_reference(task: CaseTask) -> _Reference:
+    files, layout, spec = task.files, task.layout, task.options.roi
+    reference = _read_labels(task)
+    mask = None
+    if spec.kind == "mask":
+        mask = read_label_image(task.reader_class, files.mask)
+        if mask.shape != reference.shape:
+            raise ReportError(
+                f"{files.mask}: mask shape {mask.shape} does not match the reference's {reference.shape}"
+            )
+    roi = roi_mask(reference, spec, layout.ignore_label, mask).reshape(-1)
+    n_roi = int(np.count_nonzero(roi))
+    valid = None if layout.ignore_label is None else (reference != layout.ignore_label).reshape(-1)
+    return _Reference(
+        reference.reshape(-1), reference.shape, None if n_roi == roi.size else roi, valid, n_roi
+    )
+
+
+def _check_shape(path: Path, array: np.ndarray, expected: tuple[int, ...], layout: LabelLayout) -> None:
+    if array.shape == expected:
+        return
+    if array.ndim != len(expected):
+        problem = (
+            f"has shape {array.shape} but the reference needs (C, *spatial) = {expected}: axis count differs"
+        )
+    elif array.shape[0] != expected[0]:
+        meaning = "one per region" if layout.region_based else "background + one per label"
+        problem = f"has {array.shape[0]} channels but dataset.json needs {expected[0]} ({meaning})"
+    elif sorted(array.shape[1:]) == sorted(expected[1:]):
+        problem = (
+            f"spatial shape {array.shape[1:]} is an axis permutation of the reference's {expected[1:]}: "
+            "axis order mismatch (expected the order nnU-Net's reader gives)"
+        )
+    else:
+        problem = f"spatial shape {array.shape[1:]} does not match the reference's {expected[1:]}"
+    raise ReportError(f"{path}: {problem}")
+
+
+def _chunks(n_voxels: int, n_channels: int) -> Iterator[slice]:
+    step = max(4096, CHUNK_ELEMENTS // max(n_channels, 1))
+    for start in range(0, n_voxels, step):
+        yield slice(start, min(start + step, n_voxels))
+
+
+def _checked_chunk(path: Path, flat: np.ndarray, chunk: slice, softmax: bool) -> np.ndarray:
+    values = flat[:, chunk]
+    try:
+        low, high = check_probabilities(values, softmax=softmax)
+    except ProbabilityError as error:
+        raise ReportError(f"{path}: {error}") from None
+    return values if low >= 0.0 and high <= 1.0 else np.clip(values, 0.0, 1.0)
+
+
+def _load_checked(path: Path, reference: _Reference, layout: LabelLayout) -> np.ndarray:
+    """(C, N) probabilities of `path`, shape-checked against the reference (values: see `_checked_chunk`)."""
+    expected = (layout.n_channels, *reference.shape[1:])
+    probabilities = load_probabilities(path)
+    _check_shape(path, probabilities, expected, layout)
+    return np.ascontiguousarray(probabilities).reshape(expected[0], -1)
+
+
+def _read_truth(path: Path, reference: _Reference, layout: LabelLayout) -> np.ndarray:
+    truth = _load_checked(path, reference, layout)
+    for chunk in _chunks(truth.shape[1], layout.n_channels):
+        _checked_chunk(path, truth, chunk, layout.softmax)
+    return np.clip(truth, 0.0, 1.0, out=truth if truth.flags.writeable else None)
+
+
+def _select(values: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """`values[mask]`, or `values` itself (no copy) when the mask is None (every voxel)."""
+    return values if mask is None else values[mask]
+
+
+def _restrict(mask: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
+    """`mask & valid`, or `mask` when every voxel is valid (None)."""
+    return mask if valid is None else mask & valid
+
+
+def _score_model(
+    task: CaseTask, path: Path, reference: _Reference, truth: np.ndarray | None
+) -> ModelCaseStats:
+    layout, n_bins = task.layout, task.options.n_bins
+    flat = _load_checked(path, reference, layout)
+    stats = ModelCaseStats.zeros(layout, n_bins, with_truth=truth is not None)
+    labels, top = list(stats.labels), stats.top_label
+    for chunk in _chunks(reference.labels.size, layout.n_channels):
+        values = _checked_chunk(path, flat, chunk, layout.softmax)
+        chunk_reference = reference.labels[chunk]
+        chunk_roi = None if reference.roi is None else reference.roi[chunk]
+        chunk_valid = None if reference.valid is None else reference.valid[chunk]
+        if layout.softmax:
+            confidence, correct, segmentation = top_label_inputs(values, chunk_reference)
+            top = top.merge(binned_stats(_select(confidence, chunk_roi), _select(correct, chunk_roi), n_bins))
+        else:
+            segmentation = layout.segmentation(values)
+        for index, channel in enumerate(layout.channels):
+            reference_mask = layout.member_mask(index, chunk_reference)
+            counts = confusion_counts(
+                _restrict(layout.member_mask(index, segmentation), chunk_valid),
+                _restrict(reference_mask, chunk_valid),
+            )
+            labels[index] = labels[index].merge(
+                label_stats(
+                    _select(values[channel], chunk_roi),
+                    _select(reference_mask, chunk_roi),
+                    n_bins,
+                    truth=None if truth is None else _select(truth[channel, chunk], chunk_roi),
+                    counts=counts,
+                    eps=NLL_EPS,
+                )
+            )
+    return ModelCaseStats(tuple(labels), top)
+
+
+def score_case(task: CaseTask) -> CaseStats:
+    """Check one case's files and return every model's statistics on it.
+
+    Reads the reference (and mask, and truth), then one model's probabilities at a time.
+
+    Raises:
+        ReportError: unreadable files, shape, axis order or channel mismatches, unknown reference labels,
+            NaN/inf, probabilities outside [0, 1], softmax channels not summing to 1.
+    """
+    files = task.files
+    reference = _read_reference(task)
+    truth = None if files.truth is None else _read_truth(files.truth, reference, task.layout)
+    models = tuple(_score_model(task, path, reference, truth) for path in files.predictions)
+    return CaseStats(case=files.case, n_roi=reference.n_roi, models=models)

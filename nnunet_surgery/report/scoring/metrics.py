@@ -1,0 +1,119 @@
+"""Typed metrics of one label (or the top label) on one case or pooled over a dataset.
+
+The formulas live in `nnunet_surgery.calibration` (docs/calibration.md); this module gives their results
+names and types, so that the outputs read fields instead of dictionary keys. The field names are the
+keys of calibration.json and the columns of calibration.csv.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, fields
+from typing import TypeVar
+
+from nnunet_surgery.calibration import (
+    BinnedStats,
+    LabelStats,
+    calibration_errors,
+    label_metrics,
+    nan_mean,
+    truth_metrics,
+)
+
+__all__ = [
+    "CalibrationErrors",
+    "LabelMetrics",
+    "LabelScores",
+    "TopLabelScores",
+    "TruthMetrics",
+    "field_names",
+    "nan_mean_of",
+]
+
+
+@dataclass(frozen=True)
+class CalibrationErrors:
+    """Binned calibration errors (docs/calibration.md#binned-errors): ECE, MCE, ACE; NaN without voxels."""
+
+    ece: float
+    mce: float
+    ace: float
+
+    @classmethod
+    def of(cls, stats: BinnedStats) -> CalibrationErrors:
+        return cls(**calibration_errors(stats))
+
+
+@dataclass(frozen=True)
+class LabelMetrics:
+    """One-vs-rest metrics of a label: NLL, ECE, MCE, ACE, Brier over the ROI; Dice over all voxels."""
+
+    nll: float
+    ece: float
+    mce: float
+    ace: float
+    brier: float
+    dice: float
+
+    @classmethod
+    def of(cls, stats: LabelStats) -> LabelMetrics:
+        return cls(**label_metrics(stats))
+
+
+@dataclass(frozen=True)
+class TruthMetrics:
+    """Distance to the true probabilities p* (docs/calibration.md#truth): MAE, ECE against p*, ECE of p*."""
+
+    mae: float
+    ece: float
+    ece_truth_self: float
+
+
+@dataclass(frozen=True)
+class LabelScores:
+    """A label's metrics with the counts behind them, on one case or pooled.
+
+    Attributes:
+        metrics: the calibration metrics and Dice.
+        n_voxels: ROI voxels scored.
+        tp, fp, fn: hard confusion counts of the Dice.
+        truth: distances to p*, or None without a truth folder.
+    """
+
+    metrics: LabelMetrics
+    n_voxels: int
+    tp: int
+    fp: int
+    fn: int
+    truth: TruthMetrics | None
+
+    @classmethod
+    def of(cls, stats: LabelStats) -> LabelScores:
+        truth = None if stats.truth is None else TruthMetrics(**truth_metrics(stats.truth))
+        return cls(LabelMetrics.of(stats), int(stats.n), int(stats.tp), int(stats.fp), int(stats.fn), truth)
+
+
+@dataclass(frozen=True)
+class TopLabelScores:
+    """Top-label calibration errors (confidence max_c p_c, outcome argmax == reference) and voxel count."""
+
+    errors: CalibrationErrors
+    n_voxels: int
+
+    @classmethod
+    def of(cls, stats: BinnedStats) -> TopLabelScores:
+        return cls(CalibrationErrors.of(stats), int(stats.total))
+
+
+Metrics = TypeVar("Metrics", CalibrationErrors, LabelMetrics, TruthMetrics)
+
+
+def field_names(kind: type) -> tuple[str, ...]:
+    """The metric names of a metrics class, in declaration order."""
+    return tuple(item.name for item in fields(kind))
+
+
+def nan_mean_of(kind: type[Metrics], items: Iterable[Metrics]) -> Metrics:
+    """Field-wise mean over `items`, ignoring NaN (a case where a metric is undefined): the case mean."""
+    items = list(items)
+    return kind(**{name: nan_mean([getattr(item, name) for item in items]) for name in field_names(kind)})

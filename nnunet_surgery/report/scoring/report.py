@@ -1,0 +1,109 @@
+"""The typed result of scoring: what every output (json, csv, markdown, diagrams) renders.
+
+A `CalibrationReport` holds, per model and label, the pooled scores, the case means, the pooled
+reliability statistics and the per-case scores; nothing in it is formatted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from nnunet_surgery.calibration import BinnedStats
+from nnunet_surgery.report.scoring.metrics import (
+    CalibrationErrors,
+    LabelMetrics,
+    LabelScores,
+    TopLabelScores,
+    TruthMetrics,
+)
+
+__all__ = ["CalibrationReport", "LabelSummary", "ModelSummary", "Sources", "TopLabelSummary"]
+
+
+@dataclass(frozen=True)
+class LabelSummary:
+    """One label (or region) of one model over the dataset.
+
+    Attributes:
+        pooled: metrics over all ROI voxels of the dataset (Dice: over all non-ignored voxels).
+        case_mean: mean over cases of each case's metrics, NaN ignored (DSC: nnU-Net's convention).
+        truth_case_mean: case mean of the distances to p*, or None without a truth folder.
+        reliability: pooled per-bin statistics (the reliability diagram).
+        cases: each case's scores, in case order.
+    """
+
+    pooled: LabelScores
+    case_mean: LabelMetrics
+    truth_case_mean: TruthMetrics | None
+    reliability: BinnedStats
+    cases: dict[str, LabelScores]
+
+
+@dataclass(frozen=True)
+class TopLabelSummary:
+    """Top-label calibration of one model (softmax datasets): as `LabelSummary`, errors only."""
+
+    pooled: TopLabelScores
+    case_mean: CalibrationErrors
+    reliability: BinnedStats
+    cases: dict[str, TopLabelScores]
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    """One model (prediction folder) of the report.
+
+    Attributes:
+        name: model name (`--names`, or the folder's name made unique).
+        folder: its prediction folder.
+        labels: per label name, in dataset.json channel order.
+        top_label: top-label calibration, or None for region datasets.
+    """
+
+    name: str
+    folder: Path
+    labels: dict[str, LabelSummary]
+    top_label: TopLabelSummary | None
+
+
+@dataclass(frozen=True)
+class Sources:
+    """Input paths recorded in the report."""
+
+    dataset_json: Path
+    gt_folder: Path
+    truth_folder: Path | None
+
+
+@dataclass(frozen=True)
+class CalibrationReport:
+    """The whole report.
+
+    Attributes:
+        n_bins: number of equal-width confidence bins.
+        roi: the ROI as the user wrote it (`all`, `band:D`, `mask:FOLDER`).
+        roi_voxels: scored voxels per case, in case order.
+        label_names: foreground label / region names in channel order.
+        region_based: whether the channels are sigmoid regions.
+        sources: the input paths.
+        models: one summary per model, the first being the reference of comparisons.
+    """
+
+    n_bins: int
+    roi: str
+    roi_voxels: dict[str, int]
+    label_names: tuple[str, ...]
+    region_based: bool
+    sources: Sources
+    models: tuple[ModelSummary, ...]
+
+    @property
+    def has_truth(self) -> bool:
+        """Whether true probability maps were scored."""
+        return self.sources.truth_folder is not None
+
+    @property
+    def has_top_label(self) -> bool:
+        """Whether the channels form a softmax, so that top-label calibration exists."""
+        return not self.region_based

@@ -2,38 +2,20 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import pickle
 import shutil
 
 import numpy as np
 import pytest
-
-from nnunet_surgery.commands import report as command
+from report_cli import run_report_command
 
 pytestmark = pytest.mark.usefixtures("no_plots")
 PREFIX = "nnunet-surgery report: error: "
 
 
 def _run(folders, out, *extra: str, preds=None) -> int:
-    parser = argparse.ArgumentParser()
-    command.add_arguments(parser)
-    preds = folders.preds if preds is None else preds
-    args = parser.parse_args(
-        [
-            str(folders.gt),
-            *map(str, preds),
-            "-djfile",
-            str(folders.dataset_json),
-            "-o",
-            str(out),
-            "-np",
-            "1",
-            *extra,
-        ]
-    )
-    return command.run(args)
+    return run_report_command(folders, out, "-np", "1", *extra, preds=preds)
 
 
 def _fails(capsys, folders, tmp_path, *needles: str, extra: tuple[str, ...] = ()) -> str:

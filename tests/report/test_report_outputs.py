@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import pytest
+from report_cli import run_report_command
 
 from nnunet_surgery.commands import report as command
 from nnunet_surgery.report import build_report, generate_report
@@ -19,8 +20,6 @@ from nnunet_surgery.report.outputs import markdown_report
 
 def test_command_writes_json_csv_markdown_and_diagrams(build, tmp_path):
     folders = build("multiclass", ((3, 10, 12), (2, 8, 8)), truth=True)
-    parser = argparse.ArgumentParser()
-    command.add_arguments(parser)
     out = tmp_path / "out"
     options = [
         "--names",
@@ -35,18 +34,7 @@ def test_command_writes_json_csv_markdown_and_diagrams(build, tmp_path):
         "--roi",
         "band:1",
     ]
-    args = parser.parse_args(
-        [
-            str(folders.gt),
-            *map(str, folders.preds),
-            "-djfile",
-            str(folders.dataset_json),
-            "-o",
-            str(out),
-            *options,
-        ]
-    )
-    assert command.run(args) == 0
+    assert run_report_command(folders, out, *options) == 0
     names = sorted(p.name for p in out.iterdir())
     tables = ["calibration.json", "calibration.csv", "calibration.md"]
     assert names == sorted(

@@ -39,10 +39,6 @@ class CalibrationErrors:
     mce: float
     ace: float
 
-    @classmethod
-    def of(cls, stats: BinnedStats) -> CalibrationErrors:
-        return cls(**calibration_errors(stats))
-
 
 @dataclass(frozen=True)
 class LabelMetrics:
@@ -55,14 +51,16 @@ class LabelMetrics:
     brier: float
     dice: float
 
-    @classmethod
-    def of(cls, stats: LabelStats) -> LabelMetrics:
-        return cls(**label_metrics(stats))
-
 
 @dataclass(frozen=True)
 class TruthMetrics:
-    """Distance to the true probabilities p* (docs/calibration.md#truth): MAE, ECE against p*, ECE of p*."""
+    """Distance of the predictions p to the true probabilities p* (docs/calibration.md#truth).
+
+    Attributes:
+        mae: mean |p - p*|.
+        ece: per bin of p, |mean p - mean p*|, weighted by the bins' voxel counts.
+        ece_truth_self: ECE of p* against the labels: what a perfect model gets (the sampling floor).
+    """
 
     mae: float
     ece: float
@@ -90,7 +88,14 @@ class LabelScores:
     @classmethod
     def of(cls, stats: LabelStats) -> LabelScores:
         truth = None if stats.truth is None else TruthMetrics(**truth_metrics(stats.truth))
-        return cls(LabelMetrics.of(stats), int(stats.n), int(stats.tp), int(stats.fp), int(stats.fn), truth)
+        return cls(
+            LabelMetrics(**label_metrics(stats)),
+            int(stats.n),
+            int(stats.tp),
+            int(stats.fp),
+            int(stats.fn),
+            truth,
+        )
 
 
 @dataclass(frozen=True)
@@ -102,7 +107,7 @@ class TopLabelScores:
 
     @classmethod
     def of(cls, stats: BinnedStats) -> TopLabelScores:
-        return cls(CalibrationErrors.of(stats), int(stats.total))
+        return cls(CalibrationErrors(**calibration_errors(stats)), int(stats.total))
 
 
 Metrics = TypeVar("Metrics", CalibrationErrors, LabelMetrics, TruthMetrics)

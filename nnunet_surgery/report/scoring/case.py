@@ -149,23 +149,22 @@ def _read_reference(task: CaseTask) -> _Reference:
     )
 
 
-def _check_shape(path: Path, array: np.ndarray, expected: tuple[int, ...], layout: LabelLayout) -> None:
-    if array.shape == expected:
+def _check_shape(path: Path, shape: tuple[int, ...], expected: tuple[int, ...], layout: LabelLayout) -> None:
+    """Refuse a probability array's (declared) shape unless it is `expected`, saying how it differs."""
+    if shape == expected:
         return
-    if array.ndim != len(expected):
-        problem = (
-            f"has shape {array.shape} but the reference needs (C, *spatial) = {expected}: axis count differs"
-        )
-    elif array.shape[0] != expected[0]:
+    if len(shape) != len(expected):
+        problem = f"has shape {shape} but the reference needs (C, *spatial) = {expected}: axis count differs"
+    elif shape[0] != expected[0]:
         meaning = "one per region" if layout.region_based else "background + one per label"
-        problem = f"has {array.shape[0]} channels but dataset.json needs {expected[0]} ({meaning})"
-    elif sorted(array.shape[1:]) == sorted(expected[1:]):
+        problem = f"has {shape[0]} channels but dataset.json needs {expected[0]} ({meaning})"
+    elif sorted(shape[1:]) == sorted(expected[1:]):
         problem = (
-            f"spatial shape {array.shape[1:]} is an axis permutation of the reference's {expected[1:]}: "
+            f"spatial shape {shape[1:]} is an axis permutation of the reference's {expected[1:]}: "
             "axis order mismatch (expected the order nnU-Net's reader gives)"
         )
     else:
-        problem = f"spatial shape {array.shape[1:]} does not match the reference's {expected[1:]}"
+        problem = f"spatial shape {shape[1:]} does not match the reference's {expected[1:]}"
     raise ReportError(f"{path}: {problem}")
 
 
@@ -187,8 +186,9 @@ def _checked_chunk(path: Path, flat: np.ndarray, chunk: slice, softmax: bool) ->
 def _load_checked(path: Path, reference: _Reference, layout: LabelLayout) -> np.ndarray:
     """(C, N) probabilities of `path`, shape-checked against the reference (values: see `_checked_chunk`)."""
     expected = (layout.n_channels, *reference.shape[1:])
-    probabilities = load_probabilities(path)
-    _check_shape(path, probabilities, expected, layout)
+    probabilities = load_probabilities(
+        path, check_shape=lambda shape: _check_shape(path, shape, expected, layout)
+    )
     return np.ascontiguousarray(probabilities).reshape(expected[0], -1)
 
 

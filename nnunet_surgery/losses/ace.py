@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from torch import nn
 
-from nnunet_surgery.losses._prepare import scored_probabilities_and_target
+from nnunet_surgery.losses._prepare import ChannelLoss
 
 __all__ = ["ACE_EDGE_STRETCH", "MarginalL1ACELoss", "hard_bin_index"]
 
@@ -16,7 +15,7 @@ ACE_EDGE_STRETCH = 1.19e-7
 
 
 def hard_bin_index(probs: torch.Tensor, num_bins: int) -> torch.Tensor:
-    """Bin of each probability for equal-width bins `(lo, hi]` with `p = 0` in bin 0 (REFERENCE.md).
+    """Bin of each probability for equal-width bins `(lo, hi]`, `p = 0` in bin 0 (docs/losses.md, mL1-ACE).
 
     Edges are `k (1 + ACE_EDGE_STRETCH) / num_bins`, `k = 0..num_bins`. Returns int64 of `probs`' shape.
     """
@@ -26,7 +25,7 @@ def hard_bin_index(probs: torch.Tensor, num_bins: int) -> torch.Tensor:
     return torch.bucketize(probs.detach().contiguous(), inner, right=False)
 
 
-class MarginalL1ACELoss(nn.Module):
+class MarginalL1ACELoss(ChannelLoss):
     """mL1-ACE: per image and class, the unweighted mean over non-empty bins of |mean p - mean y|.
 
     One-vs-rest on each softmax (or sigmoid) channel, background included by default. Probabilities are
@@ -44,18 +43,18 @@ class MarginalL1ACELoss(nn.Module):
         loss_mask `(b, 1, *spatial)`.
     """
 
+    repr_args = ("num_bins",)
+
     def __init__(self, apply_nonlin: Callable | None = None, num_bins: int = 20, do_bg: bool = True) -> None:
-        super().__init__()
+        super().__init__(apply_nonlin, do_bg)
         if num_bins < 1:
             raise ValueError(f"num_bins must be >= 1, but got {num_bins}")
-        self.apply_nonlin = apply_nonlin
         self.num_bins = num_bins
-        self.do_bg = do_bg
 
     def forward(
         self, x: torch.Tensor, y: torch.Tensor, loss_mask: torch.Tensor | None = None
     ) -> torch.Tensor:
-        p, y_onehot = scored_probabilities_and_target(x, y, self.apply_nonlin, self.do_bg, torch.bool)
+        p, y_onehot = self.prepare(x, y)
         b, c = p.shape[:2]
         p = p.reshape(b, c, -1)
         with torch.no_grad():

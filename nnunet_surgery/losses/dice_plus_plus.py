@@ -5,19 +5,17 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from torch import nn
 
-from nnunet_surgery.losses._prepare import scored_probabilities_and_target
-from nnunet_surgery.losses._reduce import reduce_region_sums
+from nnunet_surgery.losses._prepare import RegionLoss
 
 __all__ = ["DicePlusPlusLoss"]
 
 
-class DicePlusPlusLoss(nn.Module):
+class DicePlusPlusLoss(RegionLoss):
     """Dice++ loss: false positives and false negatives raised to the focal power `gamma`.
 
     Per image (or per batch with `batch_dice`) and channel, with `p` and `y` clipped to `[eps, 1 - eps]`
-    (REFERENCE.md, after Yeung et al. 2023 and the paper's Appendix E),
+    (docs/losses.md, Dice++, after Yeung et al. 2023 and the paper's Appendix E),
 
         TP = sum y p,   FN = sum (y (1 - p))**gamma,   FP = sum ((1 - y) p)**gamma,
         DSC++ = (2 TP + smooth) / (2 TP + FN + FP + smooth),     loss = mean(1 - DSC++).
@@ -39,6 +37,8 @@ class DicePlusPlusLoss(nn.Module):
         loss_mask `(b, 1, *spatial)`.
     """
 
+    repr_args = ("gamma", "clip_eps")
+
     def __init__(
         self,
         apply_nonlin: Callable | None = None,
@@ -49,23 +49,18 @@ class DicePlusPlusLoss(nn.Module):
         gamma: float = 2.0,
         clip_eps: float = 1e-7,
     ) -> None:
-        super().__init__()
+        super().__init__(apply_nonlin, batch_dice, do_bg, smooth, ddp)
         if gamma <= 0:
             raise ValueError(f"gamma must be positive, but got {gamma}")
         if not 0.0 <= clip_eps < 0.5:
             raise ValueError(f"clip_eps must be in [0, 0.5), but got {clip_eps}")
-        self.apply_nonlin = apply_nonlin
-        self.batch_dice = batch_dice
-        self.do_bg = do_bg
-        self.smooth = smooth
-        self.ddp = ddp
         self.gamma = gamma
         self.clip_eps = clip_eps
 
     def forward(
         self, x: torch.Tensor, y: torch.Tensor, loss_mask: torch.Tensor | None = None
     ) -> torch.Tensor:
-        p, y_onehot = scored_probabilities_and_target(x, y, self.apply_nonlin, self.do_bg, torch.bool)
+        p, y_onehot = self.prepare(x, y)
         eps = self.clip_eps
         p = p.clamp(eps, 1 - eps)
         with torch.no_grad():
@@ -75,6 +70,6 @@ class DicePlusPlusLoss(nn.Module):
         tp = (y_onehot * p * mask).sum(axes)
         fn = ((y_onehot * (1 - p)) ** self.gamma * mask).sum(axes)
         fp = (((1 - y_onehot) * p) ** self.gamma * mask).sum(axes)
-        tp, fn, fp = reduce_region_sums((tp, fn, fp), self.batch_dice, self.ddp)
+        tp, fn, fp = self.reduce(tp, fn, fp)
         dsc = (2 * tp + self.smooth) / (2 * tp + fn + fp + self.smooth)
         return (1 - dsc).mean()

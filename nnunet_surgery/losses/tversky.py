@@ -5,16 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from torch import nn
 
-from nnunet_surgery.losses._prepare import SURGICAL_COUNTERPARTS, scored_probabilities_and_target
-from nnunet_surgery.losses._reduce import reduce_region_sums
+from nnunet_surgery.losses._prepare import SURGICAL_COUNTERPARTS, RegionLoss
 from nnunet_surgery.surgery import validate_exponent
 
 __all__ = ["SURGICAL_COUNTERPARTS", "SoftTverskyLoss"]
 
 
-class SoftTverskyLoss(nn.Module):
+class SoftTverskyLoss(RegionLoss):
     """Soft Tversky loss (Salehi et al. 2017), Dice at `alpha = 0.5`, with optional surgery (Eq. 10).
 
     Per image (or per batch with `batch_dice`) and channel,
@@ -46,6 +44,8 @@ class SoftTverskyLoss(nn.Module):
         loss_mask `(b, 1, *spatial)`, 1 for voxels that count.
     """
 
+    repr_args = ("alpha", "surgery", "exponent")
+
     def __init__(
         self,
         apply_nonlin: Callable | None = None,
@@ -57,7 +57,7 @@ class SoftTverskyLoss(nn.Module):
         surgery: bool = False,
         exponent: float | None = 20,
     ) -> None:
-        super().__init__()
+        super().__init__(apply_nonlin, batch_dice, do_bg, smooth, ddp)
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], but got {alpha}")
         if surgery and apply_nonlin not in SURGICAL_COUNTERPARTS:
@@ -65,29 +65,16 @@ class SoftTverskyLoss(nn.Module):
                 f"surgery needs apply_nonlin to be nnU-Net's softmax_helper_dim1 or torch.sigmoid, "
                 f"but got {apply_nonlin!r}"
             )
-        self.apply_nonlin = apply_nonlin
-        self.batch_dice = batch_dice
-        self.do_bg = do_bg
-        self.smooth = smooth
-        self.ddp = ddp
         self.alpha = alpha
         self.surgery = surgery
         self.exponent = validate_exponent(exponent)
-
-    def extra_repr(self) -> str:
-        return (
-            f"alpha={self.alpha}, surgery={self.surgery}, exponent={self.exponent}, "
-            f"batch_dice={self.batch_dice}, do_bg={self.do_bg}, smooth={self.smooth}"
-        )
 
     def forward(
         self, x: torch.Tensor, y: torch.Tensor, loss_mask: torch.Tensor | None = None
     ) -> torch.Tensor:
         # nnU-Net accumulates in float32 whatever the input dtype (fp16 under autocast); float64 stays float64
         acc = torch.promote_types(x.dtype, torch.float32)
-        x, y_onehot = scored_probabilities_and_target(
-            x, y, self.apply_nonlin, self.do_bg, acc, surgery=self.surgery, exponent=self.exponent
-        )
+        x, y_onehot = self.prepare(x, y, acc, surgery=self.surgery, exponent=self.exponent)
         axes = tuple(range(2, x.ndim))
         with torch.no_grad():
             y_onehot = y_onehot.to(acc)
@@ -95,9 +82,7 @@ class SoftTverskyLoss(nn.Module):
         intersect = (x * y_onehot if loss_mask is None else x * y_onehot * loss_mask).sum(axes, dtype=acc)
         sum_pred = (x if loss_mask is None else x * loss_mask).sum(axes, dtype=acc)
 
-        intersect, sum_pred, sum_gt = reduce_region_sums(
-            (intersect, sum_pred, sum_gt), self.batch_dice, self.ddp
-        )
+        intersect, sum_pred, sum_gt = self.reduce(intersect, sum_pred, sum_gt)
         beta = 1.0 - self.alpha
         # at alpha = 0.5 both factors are exactly 1.0: nnU-Net's `sum_gt + sum_pred + smooth`, bit for bit
         denominator = (2 * beta) * sum_gt + (2 * self.alpha) * sum_pred + float(self.smooth)

@@ -1,6 +1,8 @@
-"""`DicePlusPlusLoss`: soft Dice at gamma 1 (nnU-Net's loss as reference), REFERENCE.md's DSC++ at gamma 2."""
+"""`DicePlusPlusLoss`: soft Dice at gamma 1 (against nnU-Net's loss), DSC++ (docs/losses.md) at gamma 2."""
 
 from __future__ import annotations
+
+import functools
 
 import pytest
 import torch
@@ -10,28 +12,14 @@ from nnunetv2.utilities.helpers import softmax_helper_dim1
 from nnunet_surgery.losses import DicePlusPlusLoss, SoftTverskyLoss
 
 
-def _gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-def _case(channels: int, seed: int, dtype=torch.float64, spatial=(4, 5), batch=3, scale=2.0):
-    logits = (torch.randn(batch, channels, *spatial, generator=_gen(seed), dtype=torch.float64) * scale).to(
-        dtype
-    )
-    target = torch.randint(0, channels, (batch, 1, *spatial), generator=_gen(seed + 1))
-    mask = torch.rand(batch, 1, *spatial, generator=_gen(seed + 2)) < 0.7
-    return logits, target, mask
-
-
-def _loss_and_grad(loss_fn, logits, *args, **kwargs):
-    leaf = logits.detach().clone().requires_grad_()
-    loss = loss_fn(leaf, *args, **kwargs)
-    (grad,) = torch.autograd.grad(loss, leaf)
-    return loss.detach(), grad
+@pytest.fixture
+def case(make_case):
+    """`case(channels, seed, ...)`: float64 softmax logits, label map and mask of 3 images of 4 x 5."""
+    return functools.partial(make_case, "softmax", dtype=torch.float64, spatial=(4, 5))
 
 
 def _dice_plus_plus_reference(probs, target_onehot, mask, gamma, eps, smooth):
-    """REFERENCE.md: clip p, y to [eps, 1 - eps]; per image and class TP = sum y p,
+    """docs/losses.md (Dice++): clip p, y to [eps, 1 - eps]; per image and class TP = sum y p,
     FN = sum (y (1 - p))^gamma, FP = sum ((1 - y) p)^gamma; DSC++ = (2 TP + smooth) / (2 TP + FN + FP + smooth);
     loss = mean over images and classes of 1 - DSC++ (background included)."""
     p = probs.clamp(eps, 1 - eps)
@@ -44,26 +32,24 @@ def _dice_plus_plus_reference(probs, target_onehot, mask, gamma, eps, smooth):
     return (1 - (2 * tp + smooth) / (2 * tp + fn + fp + smooth)).mean()
 
 
-def _onehot(target, channels):
-    return torch.nn.functional.one_hot(target[:, 0], channels).movedim(-1, 1).to(torch.float64)
-
-
 @pytest.mark.parametrize("channels", [2, 3])
 @pytest.mark.parametrize("use_mask", [False, True])
 @pytest.mark.parametrize("batch_dice", [False, True])
-def test_gamma_one_without_clipping_is_one_plus_nnunet_soft_dice(channels, use_mask, batch_dice):
+def test_gamma_one_without_clipping_is_one_plus_nnunet_soft_dice(
+    channels, use_mask, batch_dice, case, loss_and_grad
+):
     # gamma = 1: 2 TP + FN + FP = 2 TP + (Y - TP) + (P - TP) = P + Y, so DSC++ is nnU-Net's Dice and
     # mean(1 - DSC++) = 1 + nnU-Net's loss (which is -mean Dice); nnU-Net sums in float32
-    logits, target, mask = _case(channels, seed=1, dtype=torch.float32)
+    logits, target, mask = case(channels, seed=1, dtype=torch.float32)
     mask = mask if use_mask else None
     kwargs = {"batch_dice": batch_dice, "do_bg": True, "smooth": 1e-5, "ddp": False}
-    ours = _loss_and_grad(
+    ours = loss_and_grad(
         DicePlusPlusLoss(softmax_helper_dim1, gamma=1.0, clip_eps=0.0, **kwargs),
         logits,
         target,
         loss_mask=mask,
     )
-    stock = _loss_and_grad(
+    stock = loss_and_grad(
         MemoryEfficientSoftDiceLoss(softmax_helper_dim1, **kwargs), logits, target, loss_mask=mask
     )
     torch.testing.assert_close(ours[0], 1 + stock[0], rtol=1e-6, atol=1e-6)
@@ -72,27 +58,27 @@ def test_gamma_one_without_clipping_is_one_plus_nnunet_soft_dice(channels, use_m
 
 @pytest.mark.parametrize("channels", [2, 3])
 @pytest.mark.parametrize("use_mask", [False, True])
-def test_gamma_one_equals_soft_dice_in_float64_without_clipping(channels, use_mask):
-    logits, target, mask = _case(channels, seed=2)
+def test_gamma_one_equals_soft_dice_in_float64_without_clipping(channels, use_mask, case, loss_and_grad):
+    logits, target, mask = case(channels, seed=2)
     mask = mask if use_mask else None
     kwargs = {"batch_dice": False, "do_bg": True, "smooth": 1e-5, "ddp": False}
-    ours = _loss_and_grad(
+    ours = loss_and_grad(
         DicePlusPlusLoss(softmax_helper_dim1, gamma=1.0, clip_eps=0.0, **kwargs),
         logits,
         target,
         loss_mask=mask,
     )
-    dice = _loss_and_grad(SoftTverskyLoss(softmax_helper_dim1, **kwargs), logits, target, loss_mask=mask)
+    dice = loss_and_grad(SoftTverskyLoss(softmax_helper_dim1, **kwargs), logits, target, loss_mask=mask)
     torch.testing.assert_close(ours[0], 1 + dice[0], rtol=1e-13, atol=1e-15)
     torch.testing.assert_close(ours[1], dice[1], rtol=1e-10, atol=1e-15)
 
 
 @pytest.mark.parametrize("clip_eps", [1e-7, 1e-3])
-def test_gamma_one_clipping_moves_loss_by_at_most_its_bound(clip_eps):
+def test_gamma_one_clipping_moves_loss_by_at_most_its_bound(clip_eps, case):
     # Clipping moves each p and y by <= eps, so each of y p, y (1 - p), (1 - y) p moves by <= 2 eps and
     # TP, FN, FP by <= 2 eps N (N voxels per image). With A = 2 TP + s, B = 2 TP + FN + FP + s:
     # |dA| <= 4 eps N, |dB| <= 8 eps N and |A'/B' - A/B| <= (|dA| + (A/B)|dB|) / B' <= 12 eps N / s.
-    logits, target, _ = _case(3, seed=3, scale=8.0)  # many probabilities within clip_eps of 0 or 1
+    logits, target, _ = case(3, seed=3, scale=8.0)  # many probabilities within clip_eps of 0 or 1
     smooth = 1.0
     n_voxels = target[0].numel()
     kwargs = {"batch_dice": False, "do_bg": True, "smooth": smooth, "ddp": False, "gamma": 1.0}
@@ -105,22 +91,22 @@ def test_gamma_one_clipping_moves_loss_by_at_most_its_bound(clip_eps):
 @pytest.mark.parametrize("channels", [2, 4])
 @pytest.mark.parametrize("use_mask", [False, True])
 @pytest.mark.parametrize("scale", [2.0, 30.0])  # 30: many probabilities are clipped
-def test_gamma_two_matches_reference_formula(channels, use_mask, scale):
-    logits, target, mask = _case(channels, seed=4, scale=scale)
+def test_gamma_two_matches_reference_formula(channels, use_mask, scale, case, onehot):
+    logits, target, mask = case(channels, seed=4, scale=scale)
     mask = mask if use_mask else None
     loss = DicePlusPlusLoss(softmax_helper_dim1, ddp=False)(
         logits, target, loss_mask=mask
     )  # defaults: paper's
     expected = _dice_plus_plus_reference(
-        torch.softmax(logits, 1), _onehot(target, channels), mask, 2.0, 1e-7, 1e-7
+        torch.softmax(logits, 1), onehot(target, channels), mask, 2.0, 1e-7, 1e-7
     )
     torch.testing.assert_close(loss, expected, rtol=1e-12, atol=1e-15)
 
 
 @pytest.mark.parametrize("gamma", [2.0, 3.0])
 @pytest.mark.parametrize("batch_dice", [False, True])
-def test_gamma_two_gradient_matches_finite_differences(gamma, batch_dice):
-    logits, target, mask = _case(3, seed=5, spatial=(3, 2), batch=2)
+def test_gamma_two_gradient_matches_finite_differences(gamma, batch_dice, case):
+    logits, target, mask = case(3, seed=5, spatial=(3, 2), batch=2)
     loss = DicePlusPlusLoss(softmax_helper_dim1, batch_dice=batch_dice, gamma=gamma, ddp=False)
     assert torch.autograd.gradcheck(
         lambda x: loss(x, target, loss_mask=mask), (logits.clone().requires_grad_(),), eps=1e-6, atol=1e-8

@@ -101,13 +101,13 @@ def _bin_centred_probs(seed: int):
     return probs, target
 
 
-def test_gradient_flows_through_bin_mean_probability_only():
+def test_gradient_flows_through_bin_mean_probability_only(onehot):
     # d loss / d p_i = sign(mean p_b - mean y_b) / (n_b * filled_bins(image, class) * pairs) for i in bin b
     probs, target = _bin_centred_probs(seed=7)
     leaf = probs.clone().requires_grad_()
     loss = MarginalL1ACELoss(apply_nonlin=None, num_bins=20)(leaf, target)
     (grad,) = torch.autograd.grad(loss, leaf)
-    onehot = torch.nn.functional.one_hot(target[:, 0], 3).movedim(-1, 1).to(torch.float64)
+    target_onehot = onehot(target, 3)
     bins = torch.div(probs, 0.05, rounding_mode="floor").long()  # interior points: floor = the (lo, hi] bin
     expected = torch.zeros_like(probs)
     pairs = probs.shape[0] * probs.shape[1]
@@ -116,7 +116,7 @@ def test_gradient_flows_through_bin_mean_probability_only():
             filled = bins[image, channel].unique()
             for b in filled:
                 members = bins[image, channel] == b
-                gap = probs[image, channel, members].mean() - onehot[image, channel, members].mean()
+                gap = probs[image, channel, members].mean() - target_onehot[image, channel, members].mean()
                 expected[image, channel, members] = torch.sign(gap) / (members.sum() * len(filled) * pairs)
     torch.testing.assert_close(grad, expected, rtol=1e-12, atol=1e-15)
 

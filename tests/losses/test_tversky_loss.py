@@ -17,36 +17,8 @@ from nnunet_surgery.losses import SoftTverskyLoss
 from nnunet_surgery.surgery import P_Y_MIN
 
 
-def _gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-def _case(kind: str, channels: int, seed: int, dtype=torch.float32, spatial=(5, 4, 3), batch=3):
-    """logits, target, mask; kind 'softmax' (label map) or 'sigmoid' (region tensor)."""
-    logits = (torch.randn(batch, channels, *spatial, generator=_gen(seed), dtype=torch.float64) * 2).to(dtype)
-    if kind == "softmax":
-        target = torch.randint(0, channels, (batch, 1, *spatial), generator=_gen(seed + 1))
-    else:
-        target = torch.rand(batch, channels, *spatial, generator=_gen(seed + 1)) < 0.4
-    mask = torch.rand(batch, 1, *spatial, generator=_gen(seed + 2)) < 0.7
-    return logits, target, mask
-
-
-def _loss_and_grad(loss_fn, logits: torch.Tensor, *args, **kwargs):
-    leaf = logits.detach().clone().requires_grad_()
-    loss = loss_fn(leaf, *args, **kwargs)
-    (grad,) = torch.autograd.grad(loss, leaf)
-    return loss.detach(), grad
-
-
 def _nonlin(kind: str):
     return softmax_helper_dim1 if kind == "softmax" else torch.sigmoid
-
-
-def _onehot(target: torch.Tensor, channels: int) -> torch.Tensor:
-    if target.shape[1] == channels:
-        return target.to(torch.float64)
-    return torch.nn.functional.one_hot(target[:, 0], channels).movedim(-1, 1).to(torch.float64)
 
 
 # -------------------------------------------------------------------------- alpha 0.5 == nnU-Net Dice
@@ -56,12 +28,14 @@ def _onehot(target: torch.Tensor, channels: int) -> torch.Tensor:
 @pytest.mark.parametrize("use_mask", [False, True])
 @pytest.mark.parametrize("batch_dice", [False, True])
 @pytest.mark.parametrize("do_bg", [False, True])
-def test_half_alpha_equals_nnunet_memory_efficient_dice_bitwise(kind, channels, use_mask, batch_dice, do_bg):
-    logits, target, mask = _case(kind, channels, seed=1)
+def test_half_alpha_equals_nnunet_memory_efficient_dice_bitwise(
+    kind, channels, use_mask, batch_dice, do_bg, make_case, loss_and_grad
+):
+    logits, target, mask = make_case(kind, channels, seed=1)
     kwargs = {"batch_dice": batch_dice, "do_bg": do_bg, "smooth": 1e-5, "ddp": False}
     mask = mask if use_mask else None
-    ours = _loss_and_grad(SoftTverskyLoss(_nonlin(kind), alpha=0.5, **kwargs), logits, target, loss_mask=mask)
-    stock = _loss_and_grad(
+    ours = loss_and_grad(SoftTverskyLoss(_nonlin(kind), alpha=0.5, **kwargs), logits, target, loss_mask=mask)
+    stock = loss_and_grad(
         MemoryEfficientSoftDiceLoss(_nonlin(kind), **kwargs), logits, target, loss_mask=mask
     )
     assert torch.equal(ours[0], stock[0])
@@ -91,34 +65,36 @@ def _tversky_reference(probs, target_onehot, mask, alpha, smooth, batch_dice, do
 @pytest.mark.parametrize("use_mask", [False, True])
 @pytest.mark.parametrize("batch_dice", [False, True])
 @pytest.mark.parametrize("do_bg", [False, True])
-def test_tversky_matches_tversky_index_formula(alpha, kind, channels, use_mask, batch_dice, do_bg):
-    logits, target, mask = _case(kind, channels, seed=10, dtype=torch.float64)
+def test_tversky_matches_tversky_index_formula(
+    alpha, kind, channels, use_mask, batch_dice, do_bg, make_case, onehot
+):
+    logits, target, mask = make_case(kind, channels, seed=10, dtype=torch.float64)
     mask = mask if use_mask else None
     smooth = 1.0
     loss = SoftTverskyLoss(
         _nonlin(kind), batch_dice=batch_dice, do_bg=do_bg, smooth=smooth, ddp=False, alpha=alpha
     )(logits, target, loss_mask=mask)
     probs = torch.softmax(logits, 1) if kind == "softmax" else torch.sigmoid(logits)
-    expected = _tversky_reference(probs, _onehot(target, channels), mask, alpha, smooth, batch_dice, do_bg)
+    expected = _tversky_reference(probs, onehot(target, channels), mask, alpha, smooth, batch_dice, do_bg)
     torch.testing.assert_close(loss, expected, rtol=1e-12, atol=0)
 
 
 @pytest.mark.parametrize("alpha", [0.2, 0.7])
-def test_tversky_in_float64_keeps_float64_precision(alpha):
-    logits, target, _ = _case("softmax", 3, seed=10, dtype=torch.float64)
+def test_tversky_in_float64_keeps_float64_precision(alpha, make_case, onehot):
+    logits, target, _ = make_case("softmax", 3, seed=10, dtype=torch.float64)
     loss = SoftTverskyLoss(softmax_helper_dim1, do_bg=False, smooth=1.0, ddp=False, alpha=alpha)(
         logits, target
     )
     probs = torch.softmax(logits, 1)
-    expected = _tversky_reference(probs, _onehot(target, 3), None, alpha, 1.0, False, False)
+    expected = _tversky_reference(probs, onehot(target, 3), None, alpha, 1.0, False, False)
     torch.testing.assert_close(loss, expected, rtol=1e-12, atol=0)
 
 
 @pytest.mark.parametrize("alpha", [0.3, 0.8])
 @pytest.mark.parametrize("kind,channels", [("softmax", 3), ("sigmoid", 2)])
 @pytest.mark.parametrize("batch_dice", [False, True])
-def test_tversky_gradient_matches_finite_differences(alpha, kind, channels, batch_dice):
-    logits, target, mask = _case(kind, channels, seed=20, dtype=torch.float64, spatial=(3, 2), batch=2)
+def test_tversky_gradient_matches_finite_differences(alpha, kind, channels, batch_dice, make_case):
+    logits, target, mask = make_case(kind, channels, seed=20, dtype=torch.float64, spatial=(3, 2), batch=2)
     loss = SoftTverskyLoss(
         _nonlin(kind), batch_dice=batch_dice, do_bg=True, smooth=1.0, ddp=False, alpha=alpha
     )
@@ -143,27 +119,31 @@ def test_tversky_weighs_false_positives_with_alpha():
 @pytest.mark.parametrize("channels", [2, 3])
 @pytest.mark.parametrize("ignore_label", [None, "last"])
 @pytest.mark.parametrize("batch_dice", [False, True])
-def test_surgery_off_in_dc_and_ce_equals_nnunet_bitwise(channels, ignore_label, batch_dice):
-    logits, target, _ = _case("softmax", channels, seed=30)
+def test_surgery_off_in_dc_and_ce_equals_nnunet_bitwise(
+    channels, ignore_label, batch_dice, gen, make_case, loss_and_grad
+):
+    logits, target, _ = make_case("softmax", channels, seed=30)
     if ignore_label is not None:
         ignore_label = channels
-        ignored = torch.rand(target.shape, generator=_gen(33)) < 0.3
+        ignored = torch.rand(target.shape, generator=gen(33)) < 0.3
         target = torch.where(ignored, torch.full_like(target, ignore_label), target)
 
     def make(dice_class, extra):
         dice_kwargs = {"batch_dice": batch_dice, "do_bg": False, "smooth": 1e-5, "ddp": False, **extra}
         return DC_and_CE_loss(dice_kwargs, {}, 1, 1, ignore_label=ignore_label, dice_class=dice_class)
 
-    ours = _loss_and_grad(make(SoftTverskyLoss, {"surgery": False}), logits, target)
-    stock = _loss_and_grad(make(MemoryEfficientSoftDiceLoss, {}), logits, target)
+    ours = loss_and_grad(make(SoftTverskyLoss, {"surgery": False}), logits, target)
+    stock = loss_and_grad(make(MemoryEfficientSoftDiceLoss, {}), logits, target)
     assert torch.equal(ours[0], stock[0])
     assert torch.equal(ours[1], stock[1])
 
 
 @pytest.mark.parametrize("use_ignore_label", [False, True])
 @pytest.mark.parametrize("batch_dice", [False, True])
-def test_surgery_off_in_dc_and_bce_equals_nnunet_bitwise(use_ignore_label, batch_dice):
-    logits, target, ignore = _case("sigmoid", 3, seed=40)
+def test_surgery_off_in_dc_and_bce_equals_nnunet_bitwise(
+    use_ignore_label, batch_dice, make_case, loss_and_grad
+):
+    logits, target, ignore = make_case("sigmoid", 3, seed=40)
     if use_ignore_label:  # nnU-Net's region target with the ignore channel last (1 = ignore)
         target = torch.cat([target, ~ignore], 1)
 
@@ -171,8 +151,8 @@ def test_surgery_off_in_dc_and_bce_equals_nnunet_bitwise(use_ignore_label, batch
         dice_kwargs = {"batch_dice": batch_dice, "do_bg": True, "smooth": 1e-5, "ddp": False, **extra}
         return DC_and_BCE_loss({}, dice_kwargs, use_ignore_label=use_ignore_label, dice_class=dice_class)
 
-    ours = _loss_and_grad(make(SoftTverskyLoss, {"surgery": False}), logits, target)
-    stock = _loss_and_grad(make(MemoryEfficientSoftDiceLoss, {}), logits, target)
+    ours = loss_and_grad(make(SoftTverskyLoss, {"surgery": False}), logits, target)
+    stock = loss_and_grad(make(MemoryEfficientSoftDiceLoss, {}), logits, target)
     assert torch.equal(ours[0], stock[0])
     assert torch.equal(ours[1], stock[1])
 
@@ -190,17 +170,19 @@ def _two_channel_rescale(logits, labels, exponent):
 
 @pytest.mark.parametrize("exponent", [None, 5, 20])
 @pytest.mark.parametrize("batch_dice", [False, True])
-def test_surgery_in_dc_and_ce_changes_only_the_dice_gradient_by_s_minus_one(exponent, batch_dice):
-    logits, target, _ = _case("softmax", 2, seed=50, dtype=torch.float64)
+def test_surgery_in_dc_and_ce_changes_only_the_dice_gradient_by_s_minus_one(
+    exponent, batch_dice, make_case, loss_and_grad
+):
+    logits, target, _ = make_case("softmax", 2, seed=50, dtype=torch.float64)
     dice_kwargs = {"batch_dice": batch_dice, "do_bg": False, "smooth": 1e-5, "ddp": False}
 
     def compound(surgery):
         kwargs = {**dice_kwargs, "surgery": surgery, "exponent": exponent}
         return DC_and_CE_loss(kwargs, {}, 1, 1, dice_class=SoftTverskyLoss)
 
-    surgical = _loss_and_grad(compound(True), logits, target)
-    stock = _loss_and_grad(compound(False), logits, target)
-    plain_dice = _loss_and_grad(SoftTverskyLoss(softmax_helper_dim1, **dice_kwargs), logits, target)
+    surgical = loss_and_grad(compound(True), logits, target)
+    stock = loss_and_grad(compound(False), logits, target)
+    plain_dice = loss_and_grad(SoftTverskyLoss(softmax_helper_dim1, **dice_kwargs), logits, target)
     s = _two_channel_rescale(logits, target, exponent)
 
     torch.testing.assert_close(surgical[0], stock[0], rtol=0, atol=0)  # forward unchanged
@@ -213,9 +195,9 @@ def test_surgery_in_dc_and_ce_changes_only_the_dice_gradient_by_s_minus_one(expo
 @pytest.mark.parametrize("kind,channels", [("softmax", 2), ("softmax", 3), ("sigmoid", 3)])
 @pytest.mark.parametrize("batch_dice", [False, True])
 def test_surgical_tversky_gradient_is_plain_gradient_rescaled_per_voxel(
-    exponent, alpha, kind, channels, batch_dice
+    exponent, alpha, kind, channels, batch_dice, make_case, loss_and_grad
 ):
-    logits, target, _ = _case(kind, channels, seed=60, dtype=torch.float64)
+    logits, target, _ = make_case(kind, channels, seed=60, dtype=torch.float64)
     kwargs = {
         "batch_dice": batch_dice,
         "do_bg": kind == "sigmoid",
@@ -223,10 +205,10 @@ def test_surgical_tversky_gradient_is_plain_gradient_rescaled_per_voxel(
         "ddp": False,
         "alpha": alpha,
     }
-    surgical = _loss_and_grad(
+    surgical = loss_and_grad(
         SoftTverskyLoss(_nonlin(kind), surgery=True, exponent=exponent, **kwargs), logits, target
     )
-    plain = _loss_and_grad(SoftTverskyLoss(_nonlin(kind), **kwargs), logits, target)
+    plain = loss_and_grad(SoftTverskyLoss(_nonlin(kind), **kwargs), logits, target)
     if kind == "sigmoid":  # per element: w(|y - p|) / (p (1 - p))
         p = torch.sigmoid(logits)
         e = (target.to(torch.float64) - p).abs()
@@ -249,15 +231,17 @@ def test_surgical_tversky_gradient_is_plain_gradient_rescaled_per_voxel(
 @pytest.mark.parametrize("exponent", [None, 20])
 @pytest.mark.parametrize("kind,channels", [("softmax", 2), ("softmax", 3), ("sigmoid", 2)])
 @pytest.mark.parametrize("batch_dice", [False, True])
-def test_surgical_tversky_gives_zero_gradient_at_masked_voxels(exponent, kind, channels, batch_dice):
-    logits, target, mask = _case(kind, channels, seed=70)
+def test_surgical_tversky_gives_zero_gradient_at_masked_voxels(
+    exponent, kind, channels, batch_dice, make_case, loss_and_grad
+):
+    logits, target, mask = make_case(kind, channels, seed=70)
     # masked voxels also carry saturated logits: the zero must not come from a vanishing p(1 - p) alone
     saturated = torch.where(torch.arange(channels).view(1, -1, 1, 1, 1) == 0, 1e4, -1e4)
     logits = torch.where(mask, logits, saturated.to(logits.dtype))
     loss = SoftTverskyLoss(
         _nonlin(kind), batch_dice=batch_dice, do_bg=False, ddp=False, surgery=True, exponent=exponent
     )
-    _, grad = _loss_and_grad(loss, logits, target, loss_mask=mask)
+    _, grad = loss_and_grad(loss, logits, target, loss_mask=mask)
     masked = (~mask).expand_as(grad)
     assert masked.any() and (~masked).any()
     assert torch.equal(grad[masked], torch.zeros_like(grad[masked]))
@@ -291,8 +275,8 @@ def test_surgery_rejects_invalid_exponent_at_construction(exponent):
 
 @pytest.mark.parametrize("surgery", [False, True])
 @pytest.mark.parametrize("target_shape", [(3, 1, 5, 4, 2), (3, 2, 5, 4, 3), (2, 1, 5, 4, 3)], ids=str)
-def test_rejects_target_of_wrong_shape(surgery, target_shape):
-    logits, _, _ = _case("softmax", 3, seed=90)
+def test_rejects_target_of_wrong_shape(surgery, target_shape, make_case):
+    logits, _, _ = make_case("softmax", 3, seed=90)
     loss = SoftTverskyLoss(softmax_helper_dim1, surgery=surgery, ddp=False)
     with pytest.raises(ValueError, match="target"):
         loss(logits, torch.zeros(target_shape, dtype=torch.long))

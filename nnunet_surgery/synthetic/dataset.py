@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 import shutil
 import tempfile
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -81,38 +82,42 @@ def _labels_json(
     return labels, list(range(1, num_classes + 1))
 
 
-def _validate(
-    dataset_id: int,
-    name: str,
-    num_train: int,
-    num_test: int,
-    shape: tuple[int, ...],
-    seed: int,
-    num_classes: int,
-    regions: bool,
-) -> tuple[int, ...]:
+@dataclass(frozen=True)
+class _Spec:
+    """What determines a generated dataset's cases (see `generate_dataset` for each field)."""
+
+    num_train: int
+    num_test: int
+    shape: tuple[int, ...]
+    seed: int
+    num_classes: int
+    regions: bool
+
+
+def _validate(dataset_id: int, name: str, spec: _Spec) -> _Spec:
+    """`spec` with its shape as a tuple of ints, or ValueError naming the argument out of range."""
     if isinstance(dataset_id, bool) or not isinstance(dataset_id, int) or not 1 <= dataset_id <= 999:
         raise ValueError(f"dataset_id must be an integer in 1..999, but got {dataset_id!r}")
     if not isinstance(name, str) or _NAME_PATTERN.fullmatch(name) is None:
         raise ValueError(
             f"name must be letters, digits, '_' or '-' (not starting with '_'/'-'), but got {name!r}"
         )
-    if num_train < 1:
-        raise ValueError(f"num_train must be >= 1, but got {num_train}")
-    if num_test < 0:
-        raise ValueError(f"num_test must be >= 0, but got {num_test}")
-    shape = tuple(shape)
+    if spec.num_train < 1:
+        raise ValueError(f"num_train must be >= 1, but got {spec.num_train}")
+    if spec.num_test < 0:
+        raise ValueError(f"num_test must be >= 0, but got {spec.num_test}")
+    shape = tuple(spec.shape)
     if len(shape) not in (2, 3) or not all(isinstance(n, (int, np.integer)) and n >= 16 for n in shape):
         raise ValueError(f"shape must be 2 or 3 integers >= 16, but got {shape!r}")
-    if seed < 0:
-        raise ValueError(f"seed must be >= 0, but got {seed}")
-    if num_classes < 1:
-        raise ValueError(f"num_classes must be >= 1, but got {num_classes}")
-    if regions and num_classes < 2:
+    if spec.seed < 0:
+        raise ValueError(f"seed must be >= 0, but got {spec.seed}")
+    if spec.num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1, but got {spec.num_classes}")
+    if spec.regions and spec.num_classes < 2:
         raise ValueError(
-            f"regions=True needs num_classes >= 2 (nested regions), but got num_classes={num_classes}"
+            f"regions=True needs num_classes >= 2 (nested regions), but got num_classes={spec.num_classes}"
         )
-    return tuple(int(n) for n in shape)
+    return replace(spec, shape=tuple(int(n) for n in shape))
 
 
 def _geometry(shape: tuple[int, ...]) -> tuple[tuple[int, ...], dict[str, tuple[float, ...]]]:
@@ -161,28 +166,23 @@ def _write_case(
     return identifier
 
 
-def _build(
-    folder: Path,
-    *,
-    dataset_name: str,
-    num_train: int,
-    num_test: int,
-    shape: tuple[int, ...],
-    seed: int,
-    num_classes: int,
-    regions: bool,
-) -> None:
+def _build(folder: Path, *, dataset_name: str, spec: _Spec) -> None:
     for sub in ("imagesTr", "labelsTr", "imagesTs", "labelsTs", "truthTs"):
         (folder / sub).mkdir()
-    options = {"seed": seed, "shape": shape, "num_classes": num_classes, "regions": regions}
-    train_ids = [_write_case(folder, "train", i, **options) for i in range(num_train)]
-    test_ids = [_write_case(folder, "test", i, **options) for i in range(num_test)]
-    labels, regions_class_order = _labels_json(num_classes, regions)
+    options = {
+        "seed": spec.seed,
+        "shape": spec.shape,
+        "num_classes": spec.num_classes,
+        "regions": spec.regions,
+    }
+    train_ids = [_write_case(folder, "train", i, **options) for i in range(spec.num_train)]
+    test_ids = [_write_case(folder, "test", i, **options) for i in range(spec.num_test)]
+    labels, regions_class_order = _labels_json(spec.num_classes, spec.regions)
     generate_dataset_json(
         str(folder),
         channel_names={0: CHANNEL_NAME},
         labels=labels,
-        num_training_cases=num_train,
+        num_training_cases=spec.num_train,
         file_ending=_FILE_ENDING,
         regions_class_order=regions_class_order,
         dataset_name=dataset_name,
@@ -192,10 +192,10 @@ def _build(
         synthetic={
             "generator": "nnunet_surgery.synthetic",
             "version": GENERATOR_VERSION,
-            "seed": seed,
-            "shape": list(shape),
-            "num_classes": num_classes,
-            "regions": regions,
+            "seed": spec.seed,
+            "shape": list(spec.shape),
+            "num_classes": spec.num_classes,
+            "regions": spec.regions,
             "training_cases": train_ids,
             "test_cases": test_ids,
             "truth": {
@@ -203,8 +203,8 @@ def _build(
                 "key": "probabilities",
                 "dtype": "float32",
                 "layout": "(C, *spatial) as nnUNetv2_predict --save_probabilities writes it",
-                "channels": truth_channel_names(num_classes, regions),
-                "meaning": "P(region) per region" if regions else "P(label = k), background first",
+                "channels": truth_channel_names(spec.num_classes, spec.regions),
+                "meaning": "P(region) per region" if spec.regions else "P(label = k), background first",
             },
             "description": _DESCRIPTION,
         },
@@ -248,7 +248,7 @@ def generate_dataset(
         ValueError: an argument is out of range, or another dataset uses `dataset_id`.
         FileExistsError: the dataset folder exists and `overwrite` is False.
     """
-    shape = _validate(dataset_id, name, num_train, num_test, shape, seed, num_classes, regions)
+    spec = _validate(dataset_id, name, _Spec(num_train, num_test, shape, seed, num_classes, regions))
     raw_root = Path(raw_root)
     raw_root.mkdir(parents=True, exist_ok=True)
     folder = raw_root / f"Dataset{dataset_id:03d}_{name}"
@@ -262,16 +262,7 @@ def generate_dataset(
 
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".partial", dir=raw_root))
     try:
-        _build(
-            staging,
-            dataset_name=folder.name,
-            num_train=num_train,
-            num_test=num_test,
-            shape=shape,
-            seed=seed,
-            num_classes=num_classes,
-            regions=regions,
-        )
+        _build(staging, dataset_name=folder.name, spec=spec)
         if not folder.exists():
             staging.rename(folder)
             return folder

@@ -26,25 +26,26 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-__all__ = ["DEMO_TRAINERS", "DemoError", "DemoSettings", "run_demo"]
+__all__ = ["STOCK_TRAINER", "DemoError", "DemoSettings", "demo_trainers", "run_demo"]
 
 DATASET_ID = 991
 DATASET_NAME = "SyntheticLesions"
 CONFIGURATION = "2d"
 FOLD = "0"
 
-#: Trainers the demo can train: ours plus nnU-Net's stock `nnUNetTrainer` (the CE + Dice baseline).
-DEMO_TRAINERS = (
-    "SurgeryTrainer",
-    "nnUNetTrainer",
-    "SurgeryTrainerDice",
-    "SurgeryTrainerTversky",
-    "BaselineTrainerDice",
-    "BaselineTrainerTversky",
-    "BaselineTrainerDicePlusPlus",
-    "BaselineTrainerDiceML1ACE",
-    "BaselineTrainerCE",
-)
+#: nnU-Net's stock trainer (CE + Dice), the demo's reference besides the registered trainers.
+STOCK_TRAINER = "nnUNetTrainer"
+
+
+def demo_trainers() -> tuple[str, ...]:
+    """Trainers the demo can train: nnU-Net's stock `nnUNetTrainer`, then every registered trainer.
+
+    Imports the trainers (torch, nnU-Net), so the CLI asks only once it runs, not to build `--help`.
+    """
+    from nnunet_surgery.trainers import REGISTRY
+
+    return (STOCK_TRAINER, *REGISTRY.names())
+
 
 # nnU-Net's per-epoch lines, after its timestamp ("2026-01-01 12:00:00.000000: Epoch 3")
 _PROGRESS = re.compile(r"^(\d{4}-\d\d-\d\d [\d:.]+: )?(Epoch \d+|train_loss|val_loss|Pseudo dice|Epoch time)")
@@ -69,10 +70,11 @@ class DemoSettings:
     device: str = "cpu"
 
     def validate(self) -> None:
-        unknown = [t for t in self.trainers if t not in DEMO_TRAINERS]
+        valid = demo_trainers()
+        unknown = [t for t in self.trainers if t not in valid]
         if unknown or not self.trainers or len(set(self.trainers)) != len(self.trainers):
             raise DemoError(
-                f"--trainers must be distinct names from {', '.join(DEMO_TRAINERS)}, but got {self.trainers}"
+                f"--trainers must be distinct names from {', '.join(valid)}, but got {self.trainers}"
             )
         for name in ("epochs", "iterations_per_epoch", "val_iterations_per_epoch", "num_test"):
             if getattr(self, name) < 1:

@@ -15,7 +15,7 @@ HELP = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from nnunet_surgery.demo import DEMO_TRAINERS, DemoSettings
+    from nnunet_surgery.demo import STOCK_TRAINER, DemoSettings  # light: no torch, no nnU-Net
 
     defaults = DemoSettings()
     parser.add_argument(
@@ -29,9 +29,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--trainers",
         nargs="+",
         default=list(defaults.trainers),
-        choices=DEMO_TRAINERS,
+        # no `choices`: they come from the trainer registry, which imports torch and nnU-Net; the names
+        # are checked (DemoSettings.validate) once the command runs, and an unknown one lists them all
         metavar="TRAINER",
-        help=f"trainers to compare (default: {' '.join(defaults.trainers)}); choices: {', '.join(DEMO_TRAINERS)}",
+        help=(
+            f"trainers to compare (default: {' '.join(defaults.trainers)}): nnU-Net's {STOCK_TRAINER} and "
+            f"any trainer of nnunet-surgery (a wrong name lists them all)"
+        ),
     )
     parser.add_argument(
         "--epochs", type=int, default=defaults.epochs, help=f"epochs per trainer (default {defaults.epochs})"

@@ -1,4 +1,4 @@
-"""nnU-Net trainers: surgical variants and the paper's baselines.
+"""nnU-Net trainers: surgical variants and the paper's baselines (definitions: docs/losses.md).
 
 Use them from nnU-Net's commands with `export nnUNet_extTrainer=$(nnunet-surgery trainers-dir)`, or
 subclass them (hyperparameters are class attributes)::
@@ -8,41 +8,23 @@ subclass them (hyperparameters are class attributes)::
     class SurgeryTrainer_n5_250epochs(SurgeryTrainer):
         surgery_exponent = 5
         num_epochs = 250
+
+Each released trainer is registered on its class statement (`registry.register`); `TRAINERS`, this
+module's names and `__all__`, the `nnUNet_extTrainer` shim and the demo's choices derive from the registry.
 """
 
+from __future__ import annotations
+
+# imported for their registrations (TRAINERS' order is the registry's, whatever the import order)
+from nnunet_surgery.trainers import baselines, surgical  # noqa: F401
 from nnunet_surgery.trainers.base import LossRecipeTrainer
-from nnunet_surgery.trainers.baselines import (
-    BaselineTrainerCE,
-    BaselineTrainerDice,
-    BaselineTrainerDiceML1ACE,
-    BaselineTrainerDicePlusPlus,
-    BaselineTrainerTversky,
-)
+from nnunet_surgery.trainers.registry import FAMILIES, REGISTRY
 from nnunet_surgery.trainers.schedule import ScheduleMixin
-from nnunet_surgery.trainers.surgical import SurgeryTrainer, SurgeryTrainerDice, SurgeryTrainerTversky
 
-__all__ = [
-    "TRAINERS",
-    "BaselineTrainerCE",
-    "BaselineTrainerDice",
-    "BaselineTrainerDiceML1ACE",
-    "BaselineTrainerDicePlusPlus",
-    "BaselineTrainerTversky",
-    "LossRecipeTrainer",
-    "ScheduleMixin",
-    "SurgeryTrainer",
-    "SurgeryTrainerDice",
-    "SurgeryTrainerTversky",
-]
+#: The released trainer classes, surgical first, then the baselines, each family in definition order
+#: (`FAMILIES`). Their names are public API: nnU-Net's results folders and checkpoints carry them.
+TRAINERS: tuple[type[LossRecipeTrainer], ...] = REGISTRY.classes()
 
-#: The released trainer classes (their names are public API: results folders and checkpoints use them).
-TRAINERS = (
-    SurgeryTrainer,
-    SurgeryTrainerDice,
-    SurgeryTrainerTversky,
-    BaselineTrainerDice,
-    BaselineTrainerTversky,
-    BaselineTrainerDicePlusPlus,
-    BaselineTrainerDiceML1ACE,
-    BaselineTrainerCE,
-)
+globals().update({cls.__name__: cls for cls in TRAINERS})
+
+__all__ = ["FAMILIES", "REGISTRY", "TRAINERS", "LossRecipeTrainer", "ScheduleMixin", *REGISTRY.names()]

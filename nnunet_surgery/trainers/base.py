@@ -1,4 +1,4 @@
-"""The one place where the trainers build their loss: compile, deep supervision, logging."""
+"""The one place where the trainers build their loss: deep supervision, logging; `compiled` for the terms."""
 
 from __future__ import annotations
 
@@ -18,10 +18,12 @@ __all__ = ["LossRecipeTrainer"]
 class LossRecipeTrainer(ScheduleMixin, nnUNetTrainer):
     """nnU-Net trainer whose subclasses only say which loss to use on one output.
 
-    `_build_loss` compiles the region (Dice-like) term as nnU-Net does, wraps the loss for deep
-    supervision with nnU-Net's weights (1/2^i, lowest output off, or 1e-6 under uncompiled DDP: nnU-Net's fix
-    for DDP's unused-parameter error) and logs the recipe to the training log; `debug.json` holds the class
-    attributes and the loss's repr. Hyperparameters are class attributes (see `ScheduleMixin`).
+    `build_output_loss` says what is compiled, at the construction site: it wraps each term to compile
+    (the region term, as nnU-Net compiles its Dice term) in `compiled`, which follows nnU-Net's own decision
+    (`_do_i_compile`: CUDA, and `nnUNet_compile` not off). `_build_loss` wraps the loss for deep supervision
+    with nnU-Net's weights (1/2^i, lowest output off, or 1e-6 under uncompiled DDP: nnU-Net's fix for DDP's
+    unused-parameter error) and logs the recipe to the training log; `debug.json` holds the class attributes
+    and the loss's repr. Hyperparameters are class attributes (see `ScheduleMixin`).
     """
 
     #: surgery's decline exponent n (Table 3 of the paper: 20), for the surgical variants.
@@ -30,10 +32,20 @@ class LossRecipeTrainer(ScheduleMixin, nnUNetTrainer):
     tversky_alpha: float = 0.5
 
     def build_output_loss(self) -> nn.Module:
-        """The loss for one network output, `(logits, target) -> scalar`; subclasses define it."""
+        """The loss for one network output, `(logits, target) -> scalar`; subclasses define it.
+
+        Wrap each term that should be compiled in `compiled` here: nothing else is compiled.
+        """
         raise NotImplementedError(f"{type(self).__name__} must define build_output_loss()")
 
     # helpers for subclasses -------------------------------------------------------------------------------
+    def compiled(self, module: nn.Module) -> nn.Module:
+        """`torch.compile(module)` if nnU-Net compiles this run (`_do_i_compile`), else `module` itself.
+
+        nnU-Net's rule: compile on CUDA unless `nnUNet_compile` is off; never on CPU, MPS or Windows.
+        """
+        return torch.compile(module) if self._do_i_compile() else module
+
     @property
     def activation(self):
         """nnU-Net's activation for this dataset: sigmoid for region-based training, else softmax."""
@@ -53,25 +65,22 @@ class LossRecipeTrainer(ScheduleMixin, nnUNetTrainer):
         return IgnoreLabelLoss(loss, self.label_manager.ignore_label, self.label_manager.has_regions)
 
     def tversky(self, alpha: float, surgery: bool) -> IgnoreLabelLoss:
-        """Region-only Tversky/Dice loss with this dataset's activation and nnU-Net's Dice settings."""
+        """Region-only Tversky/Dice loss (compiled) with this dataset's activation and nnU-Net's Dice settings."""
         return self.with_ignore_label(
-            SoftTverskyLoss(
-                apply_nonlin=self.activation,
-                alpha=alpha,
-                surgery=surgery,
-                exponent=self.surgery_exponent,
-                **self.region_loss_kwargs(),
+            self.compiled(
+                SoftTverskyLoss(
+                    apply_nonlin=self.activation,
+                    alpha=alpha,
+                    surgery=surgery,
+                    exponent=self.surgery_exponent,
+                    **self.region_loss_kwargs(),
+                )
             )
         )
 
     # nnU-Net hook -------------------------------------------------------------------------------------------
     def _build_loss(self) -> nn.Module:
         loss = self.build_output_loss()
-        if self._do_i_compile():
-            if hasattr(loss, "dc"):
-                loss.dc = torch.compile(loss.dc)
-            elif isinstance(loss, IgnoreLabelLoss) and isinstance(loss.loss, SoftTverskyLoss):
-                loss.loss = torch.compile(loss.loss)
         self.print_to_log_file(f"nnunet-surgery: {type(self).__name__} trains with {loss}")
 
         if self.enable_deep_supervision:

@@ -7,10 +7,10 @@ from torch import nn
 
 from nnunet_surgery.losses import SoftTverskyLoss
 from nnunet_surgery.trainers.base import LossRecipeTrainer
+from nnunet_surgery.trainers.registry import REGISTRY, register
 
-__all__ = ["SurgeryTrainer", "SurgeryTrainerDice", "SurgeryTrainerTversky"]
 
-
+@register("surgical")
 class SurgeryTrainer(LossRecipeTrainer):
     """nnU-Net's default recipe, CE + Dice (BCE + Dice for regions), with surgery on the Dice term.
 
@@ -28,22 +28,26 @@ class SurgeryTrainer(LossRecipeTrainer):
             "exponent": self.surgery_exponent,
         }
         if self.label_manager.has_regions:
-            return DC_and_BCE_loss(
+            loss = DC_and_BCE_loss(
                 {},
                 dice_kwargs,
                 use_ignore_label=self.label_manager.ignore_label is not None,
                 dice_class=SoftTverskyLoss,
             )
-        return DC_and_CE_loss(
-            dice_kwargs,
-            {},
-            weight_ce=1,
-            weight_dice=1,
-            ignore_label=self.label_manager.ignore_label,
-            dice_class=SoftTverskyLoss,
-        )
+        else:
+            loss = DC_and_CE_loss(
+                dice_kwargs,
+                {},
+                weight_ce=1,
+                weight_dice=1,
+                ignore_label=self.label_manager.ignore_label,
+                dice_class=SoftTverskyLoss,
+            )
+        loss.dc = self.compiled(loss.dc)  # the region term, as nnU-Net compiles its own
+        return loss
 
 
+@register("surgical")
 class SurgeryTrainerDice(LossRecipeTrainer):
     """Soft Dice loss alone with surgery (the paper's "Dice - Surgery")."""
 
@@ -51,6 +55,7 @@ class SurgeryTrainerDice(LossRecipeTrainer):
         return self.tversky(alpha=0.5, surgery=True)
 
 
+@register("surgical")
 class SurgeryTrainerTversky(LossRecipeTrainer):
     """Tversky loss with surgery (the paper's "Tversky - Surgery"), alpha 0.3 (false positives), beta 0.7."""
 
@@ -58,3 +63,7 @@ class SurgeryTrainerTversky(LossRecipeTrainer):
 
     def build_output_loss(self) -> nn.Module:
         return self.tversky(alpha=self.tversky_alpha, surgery=True)
+
+
+# the trainers registered above (their class statements are the one place their names are written)
+__all__ = list(REGISTRY.names("surgical"))

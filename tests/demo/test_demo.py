@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from nnunet_surgery.demo import DemoError, DemoSettings, run_demo
+from nnunet_surgery.demo import STOCK_TRAINER, DemoError, DemoSettings, run_demo
 
 TINY = [
     "--epochs",
@@ -50,7 +50,7 @@ def test_demo_runs_resumes_and_refuses_other_settings(tmp_path: Path) -> None:
     assert "Epoch 0" in first.stdout  # nnU-Net's progress reaches the user
 
     report = json.loads((out / "report" / "calibration.json").read_text())
-    assert set(report["models"]) == {"SurgeryTrainer", "nnUNetTrainer"}
+    assert set(report["models"]) == set(DemoSettings().trainers)
     for model in report["models"].values():
         lesion = model["labels"]["lesion"]
         assert set(lesion["pooled"]) >= {"nll", "ece", "mce", "ace", "brier"}
@@ -88,7 +88,7 @@ def test_demo_refuses_a_folder_that_holds_something_else(tmp_path: Path) -> None
     ("settings", "message"),
     [
         (DemoSettings(trainers=("NoSuchTrainer",)), "--trainers"),
-        (DemoSettings(trainers=("SurgeryTrainer", "SurgeryTrainer")), "--trainers"),
+        (DemoSettings(trainers=(STOCK_TRAINER, STOCK_TRAINER)), "--trainers"),
         (DemoSettings(epochs=0), "epochs"),
         (DemoSettings(num_train=3), "num_train"),
         (DemoSettings(shape=(16, 16)), "shape"),

@@ -1,21 +1,29 @@
 """Each trainer's built loss, deep supervision included, has the intended gradient.
 
 Surgical trainers differ from nnU-Net's stock trainer exactly by the surgery's per-voxel rescale of the
-Dice term's logit gradient; baselines equal their definitions, written here independently.
+Dice term's logit gradient; baselines equal their definitions, written here independently. Each trainer
+compiles exactly the terms it declares (when nnU-Net compiles), and a compiled term equals the eager one.
 """
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 
 import pytest
 import torch
-from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
+import torch._dynamo
+from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
+from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss, SoftDiceLoss
 from nnunetv2.training.loss.robust_ce_loss import RobustCrossEntropyLoss
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from torch._dynamo.eval_frame import OptimizedModule
+from torch._dynamo.utils import counters
 
-from nnunet_surgery.losses import MarginalL1ACELoss
+from nnunet_surgery.losses import DicePlusPlusLoss, MarginalL1ACELoss, SoftTverskyLoss
 from nnunet_surgery.trainers import (
+    REGISTRY,
+    TRAINERS,
     BaselineTrainerCE,
     BaselineTrainerDice,
     BaselineTrainerDiceML1ACE,
@@ -103,9 +111,7 @@ def surgery_rescale(z: torch.Tensor, y: torch.Tensor, n: float, regions: bool) -
 
 
 @pytest.mark.parametrize("regions", [False, True], ids=["labels", "regions"])
-@pytest.mark.parametrize(
-    "surgical", [SurgeryTrainer, SurgeryTrainerDice, SurgeryTrainerTversky], ids=lambda c: c.__name__
-)
+@pytest.mark.parametrize("surgical", REGISTRY.classes("surgical"), ids=lambda c: c.__name__)
 def test_surgical_trainer_gradient_is_stock_plus_rescaled_dice_term(
     surgical: type, regions: bool, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -151,7 +157,7 @@ def tversky_loss(z, y, alpha: float, batch_dice: bool, regions: bool) -> torch.T
 
 
 def dice_plus_plus_loss(z, y, regions: bool, gamma: float = 2.0, eps: float = 1e-7) -> torch.Tensor:
-    """REFERENCE.md's Dice++: per image and class, background included, p and y clipped to [eps, 1-eps]."""
+    """Dice++ as docs/losses.md defines it: per image and class, background included, p and y clipped to [eps, 1-eps]."""
     p = torch.sigmoid(z) if regions else torch.softmax(z, 1)
     t = y if regions else torch.cat([(y == c).to(DTYPE) for c in range(z.shape[1])], 1)
     p, t = p.clamp(eps, 1 - eps), t.clamp(eps, 1 - eps)
@@ -182,17 +188,7 @@ def baseline_definitions(trainer: nnUNetTrainer, regions: bool) -> dict[type, Ca
 
 
 @pytest.mark.parametrize("regions", [False, True], ids=["labels", "regions"])
-@pytest.mark.parametrize(
-    "baseline",
-    [
-        BaselineTrainerDice,
-        BaselineTrainerTversky,
-        BaselineTrainerDicePlusPlus,
-        BaselineTrainerDiceML1ACE,
-        BaselineTrainerCE,
-    ],
-    ids=lambda c: c.__name__,
-)
+@pytest.mark.parametrize("baseline", REGISTRY.classes("baseline"), ids=lambda c: c.__name__)
 def test_baseline_trainer_loss_equals_its_definition(
     baseline: type, regions: bool, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -228,3 +224,111 @@ def test_deep_supervision_keeps_nnunet_ddp_weight_fix(
     raw = [1 / 2**i for i in range(len(weights))]
     raw[-1] = 0.0 if compiled else 1e-6  # uncompiled DDP errors on an unused output with weight 0
     assert weights == pytest.approx([w / sum(raw) for w in raw], rel=1e-12, abs=0)
+
+
+# torch.compile: each trainer says at construction what it compiles ----------------------------------------
+def expected_compiled_terms(trainer_class: type, regions: bool) -> dict[str, type]:
+    """Submodules of a trainer's built loss (deep supervision included) that `compiled` wraps, and their class.
+
+    The region term, as nnU-Net compiles its own Dice term (`loss.dc`), and both terms of Dice + mL1-ACE
+    (mL1-ACE's bucketize and scatter_add compile: see `test_compiled_term_matches_eager_loss_and_gradient`).
+    """
+    # nnU-Net's default Dice of DC_and_BCE_loss / DC_and_CE_loss: the CE baseline's (weight 0) Dice term
+    nnunet_dice = MemoryEfficientSoftDiceLoss if regions else SoftDiceLoss
+    return {
+        SurgeryTrainer: {"loss.dc": SoftTverskyLoss},
+        SurgeryTrainerDice: {"loss.loss": SoftTverskyLoss},
+        SurgeryTrainerTversky: {"loss.loss": SoftTverskyLoss},
+        BaselineTrainerDice: {"loss.loss": SoftTverskyLoss},
+        BaselineTrainerTversky: {"loss.loss": SoftTverskyLoss},
+        BaselineTrainerDicePlusPlus: {"loss.loss": DicePlusPlusLoss},
+        BaselineTrainerDiceML1ACE: {
+            "loss.loss.losses.0": SoftTverskyLoss,
+            "loss.loss.losses.1": MarginalL1ACELoss,
+        },
+        BaselineTrainerCE: {"loss.dc": nnunet_dice},
+    }[trainer_class]
+
+
+def compiled_terms(loss: torch.nn.Module) -> dict[str, type]:
+    """`{submodule path: class of the compiled module}` for every `torch.compile` wrapper in `loss`."""
+    found = {}
+    for name, module in loss.named_modules():
+        if isinstance(module, OptimizedModule) and "_orig_mod" not in name.split("."):
+            found[name] = type(module._orig_mod)
+    return found
+
+
+@pytest.mark.parametrize("compile_on", [True, False], ids=["compile", "no-compile"])
+@pytest.mark.parametrize("regions", [False, True], ids=["labels", "regions"])
+@pytest.mark.parametrize("trainer_class", TRAINERS, ids=lambda c: c.__name__)
+def test_each_trainer_compiles_exactly_its_declared_terms(
+    trainer_class: type,
+    regions: bool,
+    compile_on: bool,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    dataset = request.getfixturevalue("region_dataset" if regions else "label_dataset")
+    trainer = make_trainer(trainer_class, dataset, monkeypatch)
+    monkeypatch.setattr(trainer, "_do_i_compile", lambda: compile_on)  # nnU-Net's decision (CUDA only)
+    loss = trainer._build_loss()  # torch.compile is lazy: nothing compiles until a call
+    assert trainer.enable_deep_supervision and isinstance(loss, DeepSupervisionWrapper)
+    assert compiled_terms(loss) == (expected_compiled_terms(trainer_class, regions) if compile_on else {})
+
+
+@pytest.fixture
+def fresh_dynamo():
+    """Reset torch.compile's caches around a test; skip where inductor has no C++ compiler for CPU."""
+    try:
+        from torch._inductor.cpp_builder import get_cpp_compiler
+
+        compiler = get_cpp_compiler()
+    except Exception as err:  # inductor raises when it finds no C++ compiler
+        pytest.skip(f"torch.compile on CPU needs a C++ compiler for inductor: {err}")
+    if shutil.which(compiler) is None:
+        pytest.skip(f"torch.compile on CPU needs inductor's C++ compiler {compiler!r}, not on PATH")
+    torch._dynamo.reset()
+    counters.clear()
+    yield
+    torch._dynamo.reset()
+
+
+@pytest.mark.parametrize("masked", [False, True], ids=["no-mask", "loss-mask"])
+@pytest.mark.parametrize(
+    ("trainer_class", "term"),
+    [(BaselineTrainerDicePlusPlus, "loss"), (BaselineTrainerDiceML1ACE, "loss.losses.1")],
+    ids=["DicePlusPlus", "mL1-ACE"],
+)
+def test_compiled_term_matches_eager_loss_and_gradient(
+    trainer_class: type, term: str, masked: bool, fresh_dynamo, label_dataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Inductor on CPU compiles Dice++ and mL1-ACE (bucketize, scatter_add) as one graph, equal to eager."""
+    trainer = make_trainer(trainer_class, label_dataset, monkeypatch)
+    monkeypatch.setattr(trainer, "_do_i_compile", lambda: True)
+    compiled = trainer.build_output_loss().get_submodule(term)
+    assert isinstance(compiled, OptimizedModule)
+    eager = compiled._orig_mod
+
+    gen = torch.Generator().manual_seed(7)
+    channels = trainer.label_manager.num_segmentation_heads
+    logits = torch.randn(2, channels, 12, 12, generator=gen, dtype=DTYPE) * 2
+    target = torch.randint(0, channels, (2, 1, 12, 12), generator=gen)
+    mask = torch.rand(2, 1, 12, 12, generator=gen) > 0.25 if masked else None
+
+    def loss_and_grad(loss: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+        leaf = logits.clone().requires_grad_()
+        value = loss(leaf, target, loss_mask=mask)
+        (grad,) = torch.autograd.grad(value, leaf)
+        return value.detach(), grad
+
+    eager_value, eager_grad = loss_and_grad(eager)
+    compiled_value, compiled_grad = loss_and_grad(compiled)
+    # compiled cleanly: dynamo captured the whole term as one graph, without falling back to eager
+    assert counters["stats"]["unique_graphs"] == 1 and not counters["graph_break"]
+    assert eager_grad.abs().max() > 0
+    # inductor may fuse and reorder float32 sums: a few ulp of the loss and of the largest gradient
+    torch.testing.assert_close(compiled_value, eager_value, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(
+        compiled_grad, eager_grad, rtol=1e-5, atol=1e-6 * eager_grad.abs().max().item()
+    )

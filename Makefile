@@ -1,14 +1,16 @@
 # Two commands do all the set-up from a fresh clone:
 #   make demo   the main job: synthetic dataset -> train -> predict -> calibration report
-#   make test   lint + the whole test suite
-# Both create ./.venv first (torch 2.14.1 + torchvision 0.29.1, then this package with its test extras).
+#   make test   lint + the whole test suite (what CI runs)
+# and, for quick checks while editing:
+#   make test-fast   lint + the suite without the tests marked `slow` (end-to-end runs of nnU-Net's commands)
+# All create ./.venv first (torch 2.14.1 + torchvision 0.29.1, then this package with its test extras).
 
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_OUT ?= demo_output
 
-.PHONY: demo test lint venv
+.PHONY: demo test test-fast lint venv
 
 venv: $(VENV)/.installed
 
@@ -28,3 +30,6 @@ lint: venv
 
 test: lint
 	$(BIN)/python -m pytest
+
+test-fast: lint
+	$(BIN)/python -m pytest -m "not slow"

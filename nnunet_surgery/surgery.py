@@ -1,30 +1,35 @@
 """Gradient vector field surgery: softmax / sigmoid whose backward pass is error-linear.
 
-The paper (../shared/paper, Sections 3.2 and Appendix C) keeps the forward pass and the loss's own
-`dL/dp`, and replaces the activation's derivative `p(1 - p)` by the error weight of Eq. 10
+The paper's surgery (its Section 3.2 and Appendix C; derivations in docs/surgery.md) keeps the forward
+pass and the loss's own `dL/dp`, and replaces the activation's derivative `p(1 - p)` by the error weight
+of Eq. 10 (docs/surgery.md#error-weight-and-decline-exponent)
 
     w(e) = 0.25 * e * (1 - e**n) * (1 - (1 - e)**n),        e = |y - p|,
 
 where `n` is the decline exponent (`exponent=None` drops both decline factors: `w = 0.25 * e`).
 
-* Two softmax channels (nnU-Net's binary case): exactly the paper's Listing 1,
-  `grad_z_fg = w * (g_fg - g_bg)`, `grad_z_bg = -grad_z_fg`, with `g = dL/dp` and `w` from the
-  foreground channel. No division, no clamping.
-* K > 2 softmax channels (our generalisation, REFERENCE.md): the plain softmax vector-Jacobian
-  product `p * (g - <p, g>)` is rescaled per voxel by `s = w(e) / (p_y * e)` with `e = 1 - p_y`,
+* Two softmax channels (nnU-Net's binary case): exactly the paper's Listing 1
+  (docs/surgery.md#two-softmax-channels-listing-1), `grad_z_fg = w * (g_fg - g_bg)`,
+  `grad_z_bg = -grad_z_fg`, with `g = dL/dp` and `w` from the foreground channel. No division, no
+  clamping.
+* K > 2 softmax channels (our generalisation, docs/surgery.md#multi-class-rescale): the plain softmax
+  vector-Jacobian product `p * (g - <p, g>)` is rescaled per voxel by `s = w(e) / (p_y * e)` with
+  `e = 1 - p_y`,
 
       s = 0.25 * (1 - e**n) * (1 - p_y**n) / p_y,
 
   which reduces to Listing 1 for two channels, keeps the direction of the loss's own logit gradient
   and its zero channel sum, and is bounded by `0.25 * n` (its limit as `p_y -> 0`). With
-  `exponent=None`, `s = 0.25 / max(p_y, P_Y_MIN)`: the clamp bounds `s` by `0.25 / P_Y_MIN`.
-* Sigmoid (region-based training): `p(1 - p)` is replaced by `w(|y - p|)` per channel.
+  `exponent=None`, `s = 0.25 / max(p_y, P_Y_MIN)`: the clamp bounds `s` by `0.25 / P_Y_MIN`
+  (docs/surgery.md#the-clamp-for-n--none).
+* Sigmoid (region-based training): `p(1 - p)` is replaced by `w(|y - p|)` per channel
+  (docs/surgery.md#sigmoid-and-region-based-training).
 
 Powers are computed in place as `exp(n log x)` on `x` clamped just above where `x**n` underflows
 (no result changes), so the factors are finite for probabilities of exactly 0 or 1 and logits of
 +-1e4, and cost a few multiplies per voxel (see bench/loss.py). The math runs in float32 (float64 for
 float64 logits) with autocast disabled; the probabilities are returned in that dtype, as autocast
-returns softmax in float32, and the logits' gradient in the logits' dtype.
+returns softmax in float32, and the logits' gradient in the logits' dtype (docs/surgery.md#numerics).
 """
 
 from __future__ import annotations
@@ -83,11 +88,12 @@ def error_weight(error: torch.Tensor, exponent: float | None) -> torch.Tensor:
 
 
 def softmax_rescale(p_y: torch.Tensor, exponent: float | None) -> torch.Tensor:
-    """Per-voxel rescale `s` of the plain softmax gradient for K >= 2 channels (REFERENCE.md).
+    """Per-voxel rescale `s` of the plain softmax gradient for K >= 2 channels.
 
     `s = error_weight(e) / (p_y * e)` with `e = 1 - p_y`, i.e. `0.25 (1 - e**n)(1 - p_y**n) / p_y`,
     evaluated without dividing by `e`. `(1 - e**n) / p_y = -expm1(n log1p(-p_y)) / p_y` is exact for
     small `p_y`; clamping `p_y` at the smallest normal number gives its limit `n` at `p_y = 0`.
+    Derivation and properties: docs/surgery.md#multi-class-rescale.
 
     Args:
         p_y: probability of the true class, `(b, 1, *spatial)` (not modified).

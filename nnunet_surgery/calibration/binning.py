@@ -22,7 +22,8 @@ __all__ = ["BIN_CONVENTION", "MAX_BINS", "bin_edges", "bin_indices", "check_n_bi
 #: The convention above in one line, as calibration.json records it.
 BIN_CONVENTION = (
     "equal-width bins [k/B, (k+1)/B), the last one closed [(B-1)/B, 1]: p = 0 in bin 0, p = 1 in bin B-1 "
-    "(numpy.histogram / netcal); bin index floor(p*B) in exact arithmetic, for float32 and float64 p"
+    "(numpy.histogram / netcal); bin index floor(p*B), exact at every edge for float32 p (nnU-Net's dtype), "
+    "the floor of the float64 product for float64 p"
 )
 
 # floor(p * n_bins) is exact for float32 p as long as n_bins needs at most 53 - 24 = 29 bits, and every

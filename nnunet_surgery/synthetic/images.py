@@ -6,8 +6,8 @@ T is the tissue: BACKGROUND outside the organ, ORGAN inside (soft organ border) 
 texture; q_k are the case's cumulative true probabilities (`probability.cumulative_probabilities`);
 B = exp(a random polynomial of degree 2) is an MR-like multiplicative bias field (typically ranging
 0.85-1.2 over the image); eps is white Gaussian noise. The image is drawn from its own random stream, independent of the
-label noise, so given p* it says nothing more about the label. A faint lesion (p* about 0.5) is half
-as bright as a certain one: its intensity range is where the label is uncertain.
+label noise, so given p* it says nothing more about the label. A faint lesion (p* about 0.5) adds half
+the contrast of a certain one (CONTRAST[k] * q_k): its intensity range is where the label is uncertain.
 """
 
 from __future__ import annotations

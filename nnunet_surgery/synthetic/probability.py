@@ -197,9 +197,11 @@ def sample_case_parameters(
     """Draw one case: an organ filling most of the image and 1 + Poisson(1.5) (at most 6) lesions in it.
 
     Each lesion's volume is log-uniform in 0.3-3 % of the image, its semi-axes vary by a log-normal
-    aspect (sd 0.25) around that volume's ball radius, its orientation is uniform, its border 0.8-2
-    voxels, and with probability 0.3 it is faint (amplitude 0.3-0.7). Each deeper level is an
-    ellipsoid 0.35-0.6 times its parent's size, inside it, likewise faint with probability 0.3.
+    aspect (sd 0.25) around that volume's ball radius, its centre lies within 0.65 of the organ's
+    semi-axes, its orientation is uniform, its border width w is uniform in 0.4-1 voxel, and with
+    probability 0.3 it is faint (amplitude 0.3-0.7). Each deeper level is an ellipsoid 0.35-0.6 times
+    its parent's size, inside it, with a border width of 0.4-0.8 voxel, likewise faint with
+    probability 0.3.
 
     Args:
         rng: the case's random generator (consumed).

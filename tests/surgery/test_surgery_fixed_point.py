@@ -16,6 +16,7 @@ e -> 1 - e, so both labels share c(p_k), and
 F_k = 0 with p_k in (0, 1) gives r_k (1 - p_k) G_fg = (1 - r_k) p_k G_bg, i.e.
     odds(p_k) = odds(r_k) * G_fg / G_bg,   for every n.
 For r_k = 0 the only zero is the boundary p_k = 0 (F_k > 0 pushes d_k down).
+The same derivation in prose: docs/surgery.md#fixed-points-of-indistinguishable-voxels.
 """
 
 from __future__ import annotations

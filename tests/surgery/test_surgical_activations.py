@@ -60,7 +60,10 @@ def _listing1_logit_grad(
 
 
 def _reference_rescale(p_y: torch.Tensor, n: float | None) -> torch.Tensor:
-    """REFERENCE.md: s = w(e) / (p_y e), e = 1 - p_y, = 0.25 (1 - e^n)(1 - p_y^n) / p_y; n=None clamps p_y."""
+    """docs/surgery.md#multi-class-rescale: s = w(e) / (p_y e) = 0.25 (1 - e^n)(1 - p_y^n) / p_y, e = 1 - p_y.
+
+    n=None clamps p_y at P_Y_MIN (docs/surgery.md#the-clamp-for-n--none).
+    """
     if n is None:
         return 0.25 / p_y.clamp_min(P_Y_MIN)
     e = 1 - p_y

@@ -25,15 +25,31 @@ from nnunet_surgery.calibration.update import (
     top_label_inputs,
 )
 from nnunet_surgery.calibration.validate import ProbabilityError, check_probabilities
+from nnunet_surgery.calibration.variants import (
+    FINE_BINS,
+    MONAI_BINS,
+    MONAI_REDUCTIONS,
+    adaptive_calibration_error,
+    equal_mass_stats,
+    monai_bin_edges,
+    monai_bin_indices,
+    monai_binned_stats,
+    monai_mean,
+    rms_calibration_error,
+)
 
 __all__ = [
     "BIN_CONVENTION",
+    "FINE_BINS",
     "MAX_BINS",
+    "MONAI_BINS",
+    "MONAI_REDUCTIONS",
     "NLL_EPS",
     "BinnedStats",
     "LabelStats",
     "ProbabilityError",
     "TruthStats",
+    "adaptive_calibration_error",
     "bin_edges",
     "bin_indices",
     "binned_stats",
@@ -42,10 +58,16 @@ __all__ = [
     "check_probabilities",
     "confusion_counts",
     "dice",
+    "equal_mass_stats",
     "label_metrics",
     "label_stats",
+    "monai_bin_edges",
+    "monai_bin_indices",
+    "monai_binned_stats",
+    "monai_mean",
     "nan_mean",
     "reliability_curve",
+    "rms_calibration_error",
     "top_label_inputs",
     "truth_metrics",
 ]

@@ -22,6 +22,8 @@ def _roi(text: str):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from nnunet_surgery.calibration.bootstrap import DEFAULT_RESAMPLES
+
     parser.add_argument(
         "gt_folder", metavar="GT_FOLDER", help="folder with reference segmentations CASE{file_ending}"
     )
@@ -64,6 +66,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FOLDER",
         help="optional folder of true probability maps CASE.npz (key probabilities, laid out as the predictions)",
     )
+    parser.add_argument(
+        "--bootstrap",
+        type=int,
+        default=DEFAULT_RESAMPLES,
+        metavar="N",
+        help="case-level bootstrap resamples for the 95%% intervals of every pooled metric and the paired "
+        f"comparisons of each model with the first (0: none). Default: {DEFAULT_RESAMPLES}",
+    )
+    parser.add_argument(
+        "--bootstrap-seed", type=int, default=0, metavar="SEED", help="seed of the bootstrap. Default: 0"
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace a report already in OUT_DIR")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
 
@@ -90,6 +103,8 @@ def run(args: argparse.Namespace) -> int:
             roi=args.roi,
             truth_folder=args.truth,
             num_processes=_default_processes() if args.num_processes is None else args.num_processes,
+            bootstrap=args.bootstrap,
+            seed=args.bootstrap_seed,
             overwrite=args.overwrite,
             progress=args.progress,
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from nnunet_surgery.calibration.bootstrap import DEFAULT_RESAMPLES
 from nnunet_surgery.report.errors import ReportError
 from nnunet_surgery.report.inputs import (
     ReportOptions,
@@ -30,6 +31,8 @@ def build_report(
     roi: RoiSpec | str = "all",
     truth_folder: str | Path | None = None,
     num_processes: int = 1,
+    bootstrap: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
     progress: bool = False,
 ) -> CalibrationReport:
     """Check every input, then score every case: the typed report, nothing written.
@@ -39,7 +42,7 @@ def build_report(
     Raises:
         ReportError: any bad input, with a one-line message naming the file or argument.
     """
-    options = check_options(n_bins, roi, num_processes)
+    options = check_options(n_bins, roi, num_processes, bootstrap, seed)
     return _score(gt_folder, pred_folders, dataset_json, options, names, truth_folder, progress)
 
 
@@ -85,6 +88,8 @@ def generate_report(
     roi: RoiSpec | str = "all",
     truth_folder: str | Path | None = None,
     num_processes: int = 1,
+    bootstrap: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
     overwrite: bool = False,
     progress: bool = False,
 ) -> dict:
@@ -104,6 +109,8 @@ def generate_report(
         roi: `all`, `band:D`, `mask:FOLDER` or a RoiSpec (see `nnunet_surgery.report.inputs.roi`).
         truth_folder: optional folder of true probability maps `CASE.npz`, laid out as the predictions.
         num_processes: worker processes (1: in this process).
+        bootstrap: case-level bootstrap resamples for 95% intervals and paired comparisons (0: none).
+        seed: the bootstrap's seed.
         overwrite: replace a report already in OUT_DIR.
         progress: show a progress bar on a terminal.
 
@@ -113,7 +120,7 @@ def generate_report(
     Raises:
         ReportError: any bad input, with a one-line message naming the file or argument.
     """
-    options = check_options(n_bins, roi, num_processes)
+    options = check_options(n_bins, roi, num_processes, bootstrap, seed)
     check_out_dir(out_dir, overwrite)
     inputs = {Path(p).resolve() for p in (gt_folder, *pred_folders)}
     if Path(out_dir).resolve() in inputs:

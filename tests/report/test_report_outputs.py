@@ -36,7 +36,7 @@ def test_command_writes_json_csv_markdown_and_diagrams(build, tmp_path):
     ]
     assert run_report_command(folders, out, *options) == 0
     names = sorted(p.name for p in out.iterdir())
-    tables = ["calibration.json", "calibration.csv", "calibration.md"]
+    tables = ["calibration.json", "calibration.csv", "calibration.md", "comparison.md"]
     assert names == sorted(
         [*tables, "reliability_liver.png", "reliability_lesion.png", "reliability_top-label.png"]
     )
@@ -74,7 +74,7 @@ def test_markdown_bolds_the_best_value_of_each_column(build, tmp_path, no_plots)
     assert len(lines) == 2
     cells = [line.strip("|").split("|")[1:] for line in lines]
     for column in range(5):
-        values = [float(row[column].strip(" *")) for row in cells]
+        values = [float(row[column].split("[")[0].strip(" *")) for row in cells]  # "**value** [lo, hi]"
         bold = [row[column].strip().startswith("**") for row in cells]
         best = max(values) if column == 4 else min(values)
         assert bold == [v == best for v in values], (column, values, bold)

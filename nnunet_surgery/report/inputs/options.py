@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from nnunet_surgery.calibration import check_n_bins
+from nnunet_surgery.calibration.bootstrap import DEFAULT_RESAMPLES
 from nnunet_surgery.report.errors import ReportError
 from nnunet_surgery.report.inputs.roi import RoiSpec, parse_roi
 
@@ -19,25 +20,43 @@ class ReportOptions:
         n_bins: number of equal-width confidence bins (`--bins`).
         roi: voxels scored by the calibration metrics (`--roi`).
         num_processes: worker processes (`-np`; 1 scores in this process).
+        bootstrap: case-level bootstrap resamples for the 95% intervals (`--bootstrap`; 0: none).
+        seed: seed of the bootstrap (`--bootstrap-seed`).
     """
 
     n_bins: int = 20
     roi: RoiSpec = field(default_factory=RoiSpec)
     num_processes: int = 1
+    bootstrap: int = DEFAULT_RESAMPLES
+    seed: int = 0
 
 
-def check_options(n_bins: int, roi: RoiSpec | str, num_processes: int) -> ReportOptions:
+def _check_count(name: str, value: object, minimum: int, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ReportError(f"{name}: {what} must be an integer >= {minimum}, but got {value!r}")
+    return value
+
+
+def check_options(
+    n_bins: int,
+    roi: RoiSpec | str,
+    num_processes: int,
+    bootstrap: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
+) -> ReportOptions:
     """Check the options as given on the command line or to `generate_report`.
 
     Raises:
-        ReportError: naming the option (`--bins`, `--roi`, `-np`) and what was expected.
+        ReportError: naming the option (`--bins`, `--roi`, `-np`, `--bootstrap`, `--bootstrap-seed`) and
+            what was expected.
     """
     try:
         n_bins = check_n_bins(n_bins)
     except ValueError as error:
         raise ReportError(f"--bins: {error}") from None
-    if isinstance(num_processes, bool) or not isinstance(num_processes, int) or num_processes < 1:
-        raise ReportError(f"-np: the number of processes must be an integer >= 1, but got {num_processes!r}")
+    _check_count("-np", num_processes, 1, "the number of processes")
+    _check_count("--bootstrap", bootstrap, 0, "the number of resamples")
+    _check_count("--bootstrap-seed", seed, 0, "the seed")
     if isinstance(roi, str):
         try:
             roi = parse_roi(roi)
@@ -45,4 +64,4 @@ def check_options(n_bins: int, roi: RoiSpec | str, num_processes: int) -> Report
             raise ReportError(f"--roi: {error}") from None
     if not isinstance(roi, RoiSpec):
         raise ReportError(f"--roi: expected all, band:D, mask:FOLDER or a RoiSpec, but got {roi!r}")
-    return ReportOptions(n_bins=n_bins, roi=roi, num_processes=num_processes)
+    return ReportOptions(n_bins=n_bins, roi=roi, num_processes=num_processes, bootstrap=bootstrap, seed=seed)

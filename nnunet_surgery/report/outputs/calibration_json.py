@@ -1,8 +1,9 @@
 """The typed report as the calibration.json structure (plain dicts and lists, NaN where undefined).
 
 Layout (keys sorted when written): bins, bin_edges, bin_convention, nll_eps, roi, roi_voxels,
-region_based, label_names, model_order, sources, and models.MODEL = {folder, labels.LABEL = {pooled,
-case_mean, reliability, truth?}, cases.CASE.LABEL, top_label? = {pooled, case_mean, reliability, cases}}.
+region_based, label_names, model_order, sources, bootstrap, and models.MODEL = {folder, labels.LABEL =
+{pooled, case_mean, reliability, truth?, pooled_ci95?, case_mean_ci95?, paired?}, cases.CASE.LABEL,
+top_label? = {pooled, case_mean, reliability, cases, pooled_ci95?, case_mean_ci95?, paired?}}.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from nnunet_surgery.calibration import BIN_CONVENTION, NLL_EPS, BinnedStats, bin_edges, reliability_curve
+from nnunet_surgery.calibration.bootstrap import Interval
 from nnunet_surgery.report.scoring import (
     CalibrationReport,
     LabelScores,
@@ -53,11 +55,37 @@ def _reliability(stats: BinnedStats) -> dict:
     }
 
 
+def _intervals(intervals: dict[str, Interval]) -> dict[str, list[float]]:
+    return {name: [interval.low, interval.high] for name, interval in intervals.items()}
+
+
+def _uncertainty(summary: LabelSummary | TopLabelSummary) -> dict:
+    """`pooled_ci95`, `case_mean_ci95` and `paired`, where the bootstrap made them."""
+    entry: dict = {}
+    if summary.intervals is not None:
+        entry["pooled_ci95"] = _intervals(summary.intervals.pooled)
+        entry["case_mean_ci95"] = _intervals(summary.intervals.case_mean)
+    if summary.paired is not None:
+        entry["paired"] = {
+            "reference": summary.paired.reference,
+            "metrics": {
+                name: {
+                    "difference": comparison.difference,
+                    "ci95": [comparison.interval.low, comparison.interval.high],
+                    "fraction_better": comparison.fraction_better,
+                }
+                for name, comparison in summary.paired.metrics.items()
+            },
+        }
+    return entry
+
+
 def _label(summary: LabelSummary) -> dict:
     entry = {
         "pooled": _label_scores(summary.pooled, with_truth=False),
         "case_mean": asdict(summary.case_mean),
         "reliability": _reliability(summary.reliability),
+        **_uncertainty(summary),
     }
     if summary.pooled.truth is not None:
         entry["truth"] = {
@@ -73,6 +101,7 @@ def _top_label(summary: TopLabelSummary) -> dict:
         "case_mean": asdict(summary.case_mean),
         "reliability": _reliability(summary.reliability),
         "cases": {case: _top_label_scores(scores) for case, scores in summary.cases.items()},
+        **_uncertainty(summary),
     }
 
 
@@ -112,4 +141,5 @@ def report_json(report: CalibrationReport) -> dict:
             "truth_folder": _path(report.sources.truth_folder),
         },
         "models": {model.name: _model(model, cases) for model in report.models},
+        "bootstrap": None if report.bootstrap is None else {**asdict(report.bootstrap), "unit": "case"},
     }

@@ -7,7 +7,9 @@ import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
+from nnunet_surgery.calibration.bootstrap import Interval
 from nnunet_surgery.report.scoring import (
     CalibrationErrors,
     CalibrationReport,
@@ -16,9 +18,9 @@ from nnunet_surgery.report.scoring import (
     TopLabelSummary,
     TruthMetrics,
 )
-from nnunet_surgery.report.scoring.metrics import field_names
+from nnunet_surgery.report.scoring.metrics import HIGHER_IS_BETTER, field_names
 
-__all__ = ["CSV_COLUMNS", "markdown_report", "write_csv", "write_markdown"]
+__all__ = ["CSV_COLUMNS", "comparison_report", "markdown_report", "write_csv", "write_markdown"]
 
 TOP_LABEL = "top_label"
 SCOPES = ("pooled", "case_mean")
@@ -79,26 +81,37 @@ def write_csv(path: str | Path, report: CalibrationReport) -> None:
 
 @dataclass(frozen=True)
 class _Column:
-    """A column of the markdown tables: its title, how to read it (from a `LabelSummary`, or a
-    `TopLabelSummary` for the top-label table), and whether lower is better."""
+    """A column of the markdown tables: its title and which metric of which scope it shows."""
 
     title: str
-    value: Callable[[LabelSummary | TopLabelSummary], float]
-    lower_is_better: bool = True
+    scope: Literal["pooled", "case_mean", "truth"]
+    metric: str
+
+    @property
+    def lower_is_better(self) -> bool:
+        return self.metric not in HIGHER_IS_BETTER
+
+    def value(self, summary: LabelSummary | TopLabelSummary) -> float:
+        if self.scope == "truth":
+            return getattr(summary.pooled.truth, self.metric)
+        source = summary.pooled.metrics if self.scope == "pooled" else summary.case_mean
+        return getattr(source, self.metric)
+
+    def interval(self, summary: LabelSummary | TopLabelSummary) -> Interval | None:
+        if summary.intervals is None or self.scope == "truth":
+            return None
+        return getattr(summary.intervals, self.scope)[self.metric]
 
 
 _COLUMNS = (
-    _Column("NLL", lambda label: label.pooled.metrics.nll),
-    _Column("ECE", lambda label: label.pooled.metrics.ece),
-    _Column("MCE", lambda label: label.pooled.metrics.mce),
-    _Column("Brier", lambda label: label.pooled.metrics.brier),
-    _Column("DSC", lambda label: label.case_mean.dice, lower_is_better=False),
+    _Column("NLL", "pooled", "nll"),
+    _Column("ECE", "pooled", "ece"),
+    _Column("MCE", "pooled", "mce"),
+    _Column("Brier", "pooled", "brier"),
+    _Column("DSC", "case_mean", "dice"),
 )
-_TRUTH_COLUMN = _Column("MAE to p*", lambda label: label.pooled.truth.mae)
-_TOP_LABEL_COLUMNS = tuple(
-    _Column(name.upper(), lambda summary, name=name: getattr(summary.pooled.errors, name))
-    for name in field_names(CalibrationErrors)
-)
+_TRUTH_COLUMN = _Column("MAE to p*", "truth", "mae")
+_TOP_LABEL_COLUMNS = tuple(_Column(name.upper(), "pooled", name) for name in field_names(CalibrationErrors))
 
 
 def _formatter(values: list[float]) -> Callable[[float], str]:
@@ -107,17 +120,27 @@ def _formatter(values: list[float]) -> Callable[[float], str]:
     return lambda v: "n/a" if not math.isfinite(v) else (f"{v:.2e}" if scientific else f"{v:.4f}")
 
 
-def _table(models: list[str], columns: list[_Column], values: list[list[float]]) -> list[str]:
-    """A markdown table: a row per model, a column per `columns`; `values[column][model]`; best in bold."""
+def _table(
+    models: list[str],
+    columns: list[_Column],
+    values: list[list[float]],
+    intervals: list[list[Interval | None]] | None = None,
+) -> list[str]:
+    """A markdown table: a row per model, a column per `columns`; `values[column][model]`, best in bold,
+    followed by its interval `[low, high]` where `intervals[column][model]` has one."""
     lines = ["| Model | " + " | ".join(c.title for c in columns) + " |", "|---|" + "---:|" * len(columns)]
     cells: list[list[str]] = [[] for _ in models]
-    for spec, column in zip(columns, values):
+    for index, (spec, column) in enumerate(zip(columns, values)):
         fmt = _formatter(column)
         finite = [v for v in column if math.isfinite(v)]
         best = fmt(min(finite) if spec.lower_is_better else max(finite)) if finite else None
-        for row, value in zip(cells, column):
+        for model, (row, value) in enumerate(zip(cells, column)):
             text = fmt(value)
-            row.append(f"**{text}**" if text == best and len(models) > 1 else text)
+            text = f"**{text}**" if text == best and len(models) > 1 else text
+            interval = None if intervals is None else intervals[index][model]
+            if interval is not None:
+                text += f" [{fmt(interval.low)}, {fmt(interval.high)}]"
+            row.append(text)
     return lines + [f"| {model} | " + " | ".join(row) + " |" for model, row in zip(models, cells)]
 
 
@@ -126,42 +149,54 @@ def _finite_mean(values: list[float]) -> float:
     return sum(finite) / len(finite) if finite else math.nan
 
 
+def _summary_table(
+    models: list[str], columns: list[_Column], summaries: list[LabelSummary | TopLabelSummary]
+) -> list[str]:
+    """`_table` of one label (or the top label) of every model, with intervals where they exist."""
+    values = [[column.value(summary) for summary in summaries] for column in columns]
+    intervals = [[column.interval(summary) for summary in summaries] for column in columns]
+    return _table(models, columns, values, intervals)
+
+
 def markdown_report(report: CalibrationReport) -> str:
-    """Paper-style tables: a row per model; NLL, ECE, MCE, Brier pooled over ROI voxels, DSC as case mean."""
+    """Paper-style tables: a row per model; NLL, ECE, MCE, Brier pooled over ROI voxels, DSC as case mean,
+    each with its bootstrap 95% interval `[low, high]` when the report has one."""
     models = [model.name for model in report.models]
     columns = [*_COLUMNS, _TRUTH_COLUMN] if report.has_truth else list(_COLUMNS)
-
-    def label_values(label: str) -> list[list[float]]:
-        return [[column.value(model.labels[label]) for model in report.models] for column in columns]
-
+    intervals_text = (
+        ""
+        if report.bootstrap is None
+        else f" `[low, high]`: {report.bootstrap.level:.0%} percentile interval over "
+        f"{report.bootstrap.resamples} case-level bootstrap resamples (seed {report.bootstrap.seed})."
+    )
     lines = [
         "# Calibration report",
         "",
         f"ROI: `{report.roi}`; {report.n_bins} equal-width bins. NLL, ECE, MCE and Brier pooled over all ROI "
         "voxels of the dataset (one-vs-rest per label); DSC: mean over cases (nnU-Net's convention, all voxels)"
         + ("; MAE to p*: mean |p - p*| against the true probabilities" if report.has_truth else "")
-        + ". Best of each column in bold.",
+        + ". Best of each column in bold."
+        + intervals_text,
     ]
-    per_label = {label: label_values(label) for label in report.label_names}
     if len(report.label_names) > 1:
         mean = [
             [
-                _finite_mean([per_label[label][c][m] for label in report.label_names])
-                for m in range(len(models))
+                _finite_mean([column.value(model.labels[label]) for label in report.label_names])
+                for model in report.models
             ]
-            for c in range(len(columns))
+            for column in columns
         ]
         lines += ["", "## Mean over labels", "", *_table(models, columns, mean)]
-    for label, values in per_label.items():
-        lines += ["", f"## {label}", "", *_table(models, columns, values)]
+    for label in report.label_names:
+        summaries = [model.labels[label] for model in report.models]
+        lines += ["", f"## {label}", "", *_summary_table(models, columns, summaries)]
     if report.has_top_label and len(report.label_names) > 1:
-        top = list(_TOP_LABEL_COLUMNS)
-        values = [[column.value(model.top_label) for model in report.models] for column in top]
+        summaries = [model.top_label for model in report.models]
         lines += [
             "",
             "## Top-label (confidence max p, outcome argmax == reference)",
             "",
-            *_table(models, top, values),
+            *_summary_table(models, list(_TOP_LABEL_COLUMNS), summaries),
         ]
     return "\n".join(lines) + "\n"
 
@@ -169,3 +204,54 @@ def markdown_report(report: CalibrationReport) -> str:
 def write_markdown(path: str | Path, report: CalibrationReport) -> None:
     """Write `markdown_report(report)`."""
     Path(path).write_text(markdown_report(report))
+
+
+def _comparison_lines(
+    name: str, summaries: list[LabelSummary | TopLabelSummary], models: list[str]
+) -> list[str]:
+    lines = []
+    reference = summaries[0]
+    for model, summary in zip(models[1:], summaries[1:]):
+        paired = summary.paired
+        lines += [
+            "",
+            f"### {name}: {model} vs {paired.reference}",
+            "",
+            f"| Metric | {paired.reference} | {model} | Difference [95% interval] | Interval excludes 0 | "
+            f"{model} better in |",
+            "|---|---:|---:|---:|:---:|---:|",
+        ]
+        for metric, comparison in paired.metrics.items():
+            fmt = _formatter([getattr(reference.pooled.metrics, metric), comparison.difference])
+            interval = comparison.interval
+            excludes = "yes" if interval.excludes(0.0) else "no"
+            lines.append(
+                f"| {metric} | {fmt(getattr(reference.pooled.metrics, metric))} | "
+                f"{fmt(getattr(summary.pooled.metrics, metric))} | {fmt(comparison.difference)} "
+                f"[{fmt(interval.low)}, {fmt(interval.high)}] | {excludes} | {comparison.fraction_better:.1%} |"
+            )
+    return lines
+
+
+def comparison_report(report: CalibrationReport) -> str:
+    """comparison.md: each model against the first, per label (and top label), pooled metrics.
+
+    Differences are model - reference on all cases; the interval is the percentile interval of the
+    paired case-level bootstrap; "better in" is the fraction of resamples in which the model is better
+    (lower, or higher for Dice).
+    """
+    models = [model.name for model in report.models]
+    lines = [
+        "# Paired comparison with the reference model",
+        "",
+        f"Reference: `{models[0]}`. Pooled metrics over the ROI `{report.roi}` (Dice over all voxels); "
+        f"difference = model - reference; {report.bootstrap.level:.0%} percentile interval of the paired "
+        f"difference over {report.bootstrap.resamples} case-level bootstrap resamples (seed "
+        f"{report.bootstrap.seed}), the same resampled cases for both models. An interval that excludes 0 "
+        "means the difference is larger than case-to-case noise.",
+    ]
+    for label in report.label_names:
+        lines += _comparison_lines(label, [model.labels[label] for model in report.models], models)
+    if report.has_top_label:
+        lines += _comparison_lines("top-label", [model.top_label for model in report.models], models)
+    return "\n".join(lines) + "\n"

@@ -15,17 +15,17 @@ from pathlib import Path
 from nnunet_surgery.report.errors import ReportError
 from nnunet_surgery.report.outputs.calibration_json import report_json
 from nnunet_surgery.report.outputs.plots import write_reliability_diagrams
-from nnunet_surgery.report.outputs.tables import write_csv, write_markdown
+from nnunet_surgery.report.outputs.tables import comparison_report, write_csv, write_markdown
 from nnunet_surgery.report.scoring import CalibrationReport
 
 __all__ = ["JSON_NAME", "check_out_dir", "is_report_file", "write_report", "write_report_files"]
 
 JSON_NAME = "calibration.json"
-_TABLE_NAMES = ("calibration.csv", "calibration.md")
+_TABLE_NAMES = ("calibration.csv", "calibration.md", "comparison.md")
 
 
 def is_report_file(name: str) -> bool:
-    """Whether a file name belongs to a report (calibration.json/csv/md, reliability_*.png)."""
+    """Whether a file name belongs to a report (calibration.json/csv/md, comparison.md, reliability_*.png)."""
     return name in (JSON_NAME, *_TABLE_NAMES) or (name.startswith("reliability_") and name.endswith(".png"))
 
 
@@ -47,13 +47,16 @@ def check_out_dir(out_dir: str | Path, overwrite: bool) -> None:
 
 
 def write_report_files(folder: str | Path, report: CalibrationReport) -> None:
-    """calibration.json (sort_keys, NaN where undefined), calibration.csv, calibration.md and the diagrams."""
+    """calibration.json (sort_keys, NaN where undefined), calibration.csv, calibration.md, comparison.md
+    (several models, with bootstrap) and the diagrams."""
     folder = Path(folder)
     with (folder / JSON_NAME).open("w") as handle:
         json.dump(report_json(report), handle, indent=2, sort_keys=True)
         handle.write("\n")
     write_csv(folder / _TABLE_NAMES[0], report)
     write_markdown(folder / _TABLE_NAMES[1], report)
+    if report.bootstrap is not None and len(report.models) > 1:
+        (folder / _TABLE_NAMES[2]).write_text(comparison_report(report))
     write_reliability_diagrams(folder, report)
 
 

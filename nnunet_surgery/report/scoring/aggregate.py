@@ -9,10 +9,14 @@ from __future__ import annotations
 import multiprocessing
 import sys
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
+
+from nnunet_surgery.calibration.bootstrap import DEFAULT_LEVEL, case_weights
 from nnunet_surgery.report.scoring.case import CaseStats, CaseTask, ModelCaseStats, score_case
+from nnunet_surgery.report.scoring.intervals import Resampled, compare, resample_label, resample_top_label
 from nnunet_surgery.report.scoring.metrics import (
     CalibrationErrors,
     LabelMetrics,
@@ -22,6 +26,7 @@ from nnunet_surgery.report.scoring.metrics import (
     nan_mean_of,
 )
 from nnunet_surgery.report.scoring.report import (
+    Bootstrap,
     CalibrationReport,
     LabelSummary,
     ModelSummary,
@@ -58,13 +63,23 @@ def iterate_cases(
         bar.close()
 
 
+@dataclass(frozen=True)
+class _ModelResamples:
+    """One model's metrics over the bootstrap resamples: per label (layout order), and top-label."""
+
+    labels: tuple[Resampled, ...]
+    top_label: Resampled | None
+
+
 @dataclass
 class _ModelTotals:
-    """One model's pooled statistics and each case's scores, filled case by case."""
+    """One model's pooled statistics and each case's scores (and statistics, for the bootstrap)."""
 
     pooled: ModelCaseStats
     label_cases: list[dict[str, LabelScores]]
+    keep_cases: bool
     top_label_cases: dict[str, TopLabelScores] = field(default_factory=dict)
+    case_stats: list[ModelCaseStats] = field(default_factory=list)
 
     def add(self, case: str, stats: ModelCaseStats) -> None:
         self.pooled = self.pooled.merge(stats)
@@ -72,10 +87,39 @@ class _ModelTotals:
             per_case[case] = LabelScores.of(label)
         if stats.top_label is not None:
             self.top_label_cases[case] = TopLabelScores.of(stats.top_label)
+        if self.keep_cases:
+            self.case_stats.append(stats)
 
-    def summary(self, name: str, folder: Path, label_names: tuple[str, ...]) -> ModelSummary:
+    def resample(self, weights: np.ndarray) -> _ModelResamples:
+        labels = tuple(
+            resample_label(
+                weights,
+                [stats.labels[index] for stats in self.case_stats],
+                [scores.metrics for scores in cases.values()],
+            )
+            for index, cases in enumerate(self.label_cases)
+        )
+        top = None
+        if self.pooled.top_label is not None:
+            top = resample_top_label(
+                weights,
+                [stats.top_label for stats in self.case_stats],
+                [scores.errors for scores in self.top_label_cases.values()],
+            )
+        return _ModelResamples(labels, top)
+
+    def summary(
+        self,
+        name: str,
+        folder: Path,
+        label_names: tuple[str, ...],
+        resamples: _ModelResamples | None,
+        level: float,
+    ) -> ModelSummary:
         labels = {}
-        for label, pooled, cases in zip(label_names, self.pooled.labels, self.label_cases, strict=True):
+        for index, (label, pooled, cases) in enumerate(
+            zip(label_names, self.pooled.labels, self.label_cases, strict=True)
+        ):
             truths = [scores.truth for scores in cases.values()]
             labels[label] = LabelSummary(
                 pooled=LabelScores.of(pooled),
@@ -83,6 +127,7 @@ class _ModelTotals:
                 truth_case_mean=None if pooled.truth is None else nan_mean_of(TruthMetrics, truths),
                 reliability=pooled.reliability,
                 cases=cases,
+                intervals=None if resamples is None else resamples.labels[index].intervals(level),
             )
         top = self.pooled.top_label
         top_label = None
@@ -94,8 +139,47 @@ class _ModelTotals:
                 ),
                 reliability=top,
                 cases=self.top_label_cases,
+                intervals=None if resamples is None else resamples.top_label.intervals(level),
             )
         return ModelSummary(name=name, folder=folder, labels=labels, top_label=top_label)
+
+
+def _with_paired(
+    model: ModelSummary,
+    reference: ModelSummary,
+    resamples: _ModelResamples,
+    reference_resamples: _ModelResamples,
+    level: float,
+) -> ModelSummary:
+    """`model` with each label's (and the top label's) comparison against `reference` filled in."""
+    labels = {
+        name: replace(
+            label,
+            paired=compare(
+                reference.name,
+                label.pooled.metrics,
+                reference.labels[name].pooled.metrics,
+                resamples.labels[index],
+                reference_resamples.labels[index],
+                level,
+            ),
+        )
+        for index, (name, label) in enumerate(model.labels.items())
+    }
+    top_label = model.top_label
+    if top_label is not None:
+        top_label = replace(
+            top_label,
+            paired=compare(
+                reference.name,
+                top_label.pooled.errors,
+                reference.top_label.pooled.errors,
+                resamples.top_label,
+                reference_resamples.top_label,
+                level,
+            ),
+        )
+    return replace(model, labels=labels, top_label=top_label)
 
 
 def score_report(
@@ -105,7 +189,8 @@ def score_report(
     *,
     progress: bool = True,
 ) -> CalibrationReport:
-    """Score all cases and merge them per model into the typed report.
+    """Score all cases and merge them per model into the typed report, with bootstrap intervals and
+    paired comparisons when `options.bootstrap` > 0.
 
     Args:
         tasks: one task per case, all with the same layout and options, predictions in `models` order.
@@ -119,6 +204,7 @@ def score_report(
         _ModelTotals(
             ModelCaseStats.zeros(layout, options.n_bins, with_truth=with_truth),
             [{} for _ in layout.names],
+            keep_cases=options.bootstrap > 0,
         )
         for _ in models
     ]
@@ -127,6 +213,20 @@ def score_report(
         roi_voxels[result.case] = result.n_roi
         for model_totals, stats in zip(totals, result.models, strict=True):
             model_totals.add(result.case, stats)
+    bootstrap, resamples = None, [None] * len(models)
+    if options.bootstrap > 0:
+        bootstrap = Bootstrap(options.bootstrap, options.seed, DEFAULT_LEVEL)
+        weights = case_weights(len(tasks), options.bootstrap, options.seed)
+        resamples = [model_totals.resample(weights) for model_totals in totals]
+    summaries = [
+        model_totals.summary(name, folder, layout.names, model_resamples, DEFAULT_LEVEL)
+        for model_totals, (name, folder), model_resamples in zip(totals, models, resamples, strict=True)
+    ]
+    if bootstrap is not None:
+        summaries[1:] = [
+            _with_paired(summary, summaries[0], model_resamples, resamples[0], bootstrap.level)
+            for summary, model_resamples in zip(summaries[1:], resamples[1:], strict=True)
+        ]
     return CalibrationReport(
         n_bins=options.n_bins,
         roi=str(options.roi),
@@ -134,8 +234,6 @@ def score_report(
         label_names=layout.names,
         region_based=layout.region_based,
         sources=sources,
-        models=tuple(
-            model_totals.summary(name, folder, layout.names)
-            for model_totals, (name, folder) in zip(totals, models, strict=True)
-        ),
+        models=tuple(summaries),
+        bootstrap=bootstrap,
     )

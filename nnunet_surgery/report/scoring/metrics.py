@@ -21,6 +21,7 @@ from nnunet_surgery.calibration import (
 )
 
 __all__ = [
+    "HIGHER_IS_BETTER",
     "CalibrationErrors",
     "LabelMetrics",
     "LabelScores",
@@ -29,6 +30,10 @@ __all__ = [
     "field_names",
     "nan_mean_of",
 ]
+
+
+#: Metrics for which a higher value is better (all others: lower is better).
+HIGHER_IS_BETTER = frozenset({"dice"})
 
 
 @dataclass(frozen=True)
@@ -104,6 +109,11 @@ class TopLabelScores:
 
     errors: CalibrationErrors
     n_voxels: int
+
+    @property
+    def metrics(self) -> CalibrationErrors:
+        """The errors, under the name `LabelScores` uses for its metrics."""
+        return self.errors
 
     @classmethod
     def of(cls, stats: BinnedStats) -> TopLabelScores:

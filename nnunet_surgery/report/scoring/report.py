@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nnunet_surgery.calibration import BinnedStats
+from nnunet_surgery.report.scoring.intervals import Intervals, Paired
 from nnunet_surgery.report.scoring.metrics import (
     CalibrationErrors,
     LabelMetrics,
@@ -18,7 +19,7 @@ from nnunet_surgery.report.scoring.metrics import (
     TruthMetrics,
 )
 
-__all__ = ["CalibrationReport", "LabelSummary", "ModelSummary", "Sources", "TopLabelSummary"]
+__all__ = ["Bootstrap", "CalibrationReport", "LabelSummary", "ModelSummary", "Sources", "TopLabelSummary"]
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,9 @@ class LabelSummary:
         truth_case_mean: case mean of the distances to p*, or None without a truth folder.
         reliability: pooled per-bin statistics (the reliability diagram).
         cases: each case's scores, in case order.
+        intervals: bootstrap intervals of the pooled and case-mean metrics, or None without bootstrap.
+        paired: this model against the reference (first) model, or None for the reference itself and
+            without bootstrap.
     """
 
     pooled: LabelScores
@@ -38,6 +42,8 @@ class LabelSummary:
     truth_case_mean: TruthMetrics | None
     reliability: BinnedStats
     cases: dict[str, LabelScores]
+    intervals: Intervals | None = None
+    paired: Paired | None = None
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,8 @@ class TopLabelSummary:
     case_mean: CalibrationErrors
     reliability: BinnedStats
     cases: dict[str, TopLabelScores]
+    intervals: Intervals | None = None
+    paired: Paired | None = None
 
 
 @dataclass(frozen=True)
@@ -77,6 +85,15 @@ class Sources:
 
 
 @dataclass(frozen=True)
+class Bootstrap:
+    """How the intervals were made: `resamples` case-level resamples with `seed`, `level` coverage."""
+
+    resamples: int
+    seed: int
+    level: float
+
+
+@dataclass(frozen=True)
 class CalibrationReport:
     """The whole report.
 
@@ -88,6 +105,7 @@ class CalibrationReport:
         region_based: whether the channels are sigmoid regions.
         sources: the input paths.
         models: one summary per model, the first being the reference of comparisons.
+        bootstrap: the bootstrap's settings, or None when no intervals were made.
     """
 
     n_bins: int
@@ -97,6 +115,7 @@ class CalibrationReport:
     region_based: bool
     sources: Sources
     models: tuple[ModelSummary, ...]
+    bootstrap: Bootstrap | None = None
 
     @property
     def has_truth(self) -> bool:

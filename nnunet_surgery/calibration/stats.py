@@ -50,6 +50,20 @@ class BinnedStats:
         """Number of samples over all bins."""
         return float(self.count.sum())
 
+    def coarsen(self, factor: int) -> BinnedStats:
+        """Statistics of bins `factor` times wider: bin k sums bins k * factor .. (k + 1) * factor - 1.
+
+        With equal-width bins this is exact: floor(floor(p B f) / f) = floor(p B) for an integer f.
+        """
+        if factor < 1 or self.n_bins % factor:
+            raise ValueError(f"factor must be >= 1 and divide the {self.n_bins} bins, but got {factor}")
+        return BinnedStats(
+            *(
+                values.reshape(-1, factor).sum(axis=1)
+                for values in (self.count, self.sum_confidence, self.sum_target)
+            )
+        )
+
     def merge(self, other: BinnedStats) -> BinnedStats:
         """Statistics of the union of both sample sets."""
         if other.n_bins != self.n_bins:
@@ -98,6 +112,8 @@ class LabelStats:
         tp, fp, fn: hard confusion counts for Dice (may come from a different voxel set than the
             calibration sums, e.g. all voxels while the calibration uses a region of interest).
         truth: distances to true probabilities, or None when none were given.
+        fine: the reliability statistics over bins `fine.n_bins / reliability.n_bins` times narrower (for
+            the equal-mass ECE, `variants`), or None.
     """
 
     reliability: BinnedStats
@@ -107,10 +123,16 @@ class LabelStats:
     fp: float = 0.0
     fn: float = 0.0
     truth: TruthStats | None = None
+    fine: BinnedStats | None = None
 
     @classmethod
-    def zeros(cls, n_bins: int, *, with_truth: bool = False) -> LabelStats:
-        return cls(BinnedStats.zeros(n_bins), truth=TruthStats.zeros(n_bins) if with_truth else None)
+    def zeros(cls, n_bins: int, *, with_truth: bool = False, fine_factor: int = 1) -> LabelStats:
+        """Empty statistics (the identity of `merge`); `fine_factor > 1` adds fine statistics."""
+        return cls(
+            BinnedStats.zeros(n_bins),
+            truth=TruthStats.zeros(n_bins) if with_truth else None,
+            fine=BinnedStats.zeros(n_bins * fine_factor) if fine_factor > 1 else None,
+        )
 
     @property
     def n(self) -> float:
@@ -121,6 +143,8 @@ class LabelStats:
         """Statistics of the union of both voxel sets."""
         if (self.truth is None) != (other.truth is None):
             raise ValueError("cannot merge LabelStats with and without truth statistics")
+        if (self.fine is None) != (other.fine is None):
+            raise ValueError("cannot merge LabelStats with and without fine statistics")
         return LabelStats(
             self.reliability.merge(other.reliability),
             self.nll_sum + other.nll_sum,
@@ -129,4 +153,5 @@ class LabelStats:
             self.fp + other.fp,
             self.fn + other.fn,
             None if self.truth is None else self.truth.merge(other.truth),
+            None if self.fine is None else self.fine.merge(other.fine),
         )

@@ -78,6 +78,7 @@ def label_stats(
     truth: np.ndarray | None = None,
     counts: tuple[float, float, float] = (0.0, 0.0, 0.0),
     eps: float = NLL_EPS,
+    fine_factor: int = 1,
 ) -> LabelStats:
     """One-vs-rest statistics of one label's channel over a set of voxels.
 
@@ -88,6 +89,8 @@ def label_stats(
         truth: (N,) true probabilities p* of the label, or None.
         counts: (TP, FP, FN) of the hard prediction, taken as given (see `confusion_counts`).
         eps: NLL clipping, p -> clip(p, eps, 1 - eps).
+        fine_factor: > 1 also keeps the statistics over `n_bins * fine_factor` bins (`LabelStats.fine`),
+            from which the `n_bins` bins are summed exactly: one binning pass for both.
     """
     probability, outcome = (
         _flat("probability", probability),
@@ -112,8 +115,13 @@ def label_stats(
         )
     tp, fp, fn = counts
     # binned on the input values: the bins and float64 sums equal those of p, and float32 bins faster
-    reliability = binned_stats(probability, outcome, n_bins)
-    return LabelStats(reliability, nll_sum, brier_sum, tp, fp, fn, truth_stats)
+    fine = None
+    if fine_factor > 1:
+        fine = binned_stats(probability, outcome, n_bins * fine_factor)
+        reliability = fine.coarsen(fine_factor)
+    else:
+        reliability = binned_stats(probability, outcome, n_bins)
+    return LabelStats(reliability, nll_sum, brier_sum, tp, fp, fn, truth_stats, fine)
 
 
 def top_label_inputs(

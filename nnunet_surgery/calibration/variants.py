@@ -107,6 +107,7 @@ __all__ = [
     "MONAI_REDUCTIONS",
     "adaptive_calibration_error",
     "equal_mass_stats",
+    "fine_factor",
     "monai_bin_edges",
     "monai_bin_indices",
     "monai_binned_stats",
@@ -116,6 +117,13 @@ __all__ = [
 
 #: Fine equal-width bins from which `equal_mass_stats` forms equal-mass bins (width 2**-16 in p).
 FINE_BINS = 2**16
+
+
+def fine_factor(n_bins: int) -> int:
+    """How many fine bins make one of `n_bins` equal-width bins, so that at least FINE_BINS fine bins
+    cover [0, 1] and each coarse bin is an exact sum of fine ones (`BinnedStats.coarsen`)."""
+    return max(1, -(-FINE_BINS // check_n_bins(n_bins)))
+
 
 #: MONAI's default `num_bins` of `CalibrationErrorMetric`.
 MONAI_BINS = 20

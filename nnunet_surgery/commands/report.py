@@ -23,6 +23,7 @@ def _roi(text: str):
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from nnunet_surgery.calibration.bootstrap import DEFAULT_RESAMPLES
+    from nnunet_surgery.report.inputs.options import PRESETS
 
     parser.add_argument(
         "gt_folder", metavar="GT_FOLDER", help="folder with reference segmentations CASE{file_ending}"
@@ -77,6 +78,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--bootstrap-seed", type=int, default=0, metavar="SEED", help="seed of the bootstrap. Default: 0"
     )
+    parser.add_argument(
+        "--preset",
+        choices=PRESETS,
+        default=None,
+        help="also compute another tool's conventions: monai adds MONAI's per-image CalibrationErrorMetric ECE "
+        "(20 bins, its edges, background excluded, mean over cases)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace a report already in OUT_DIR")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
 
@@ -105,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
             num_processes=_default_processes() if args.num_processes is None else args.num_processes,
             bootstrap=args.bootstrap,
             seed=args.bootstrap_seed,
+            preset=args.preset,
             overwrite=args.overwrite,
             progress=args.progress,
         )

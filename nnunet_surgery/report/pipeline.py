@@ -33,6 +33,7 @@ def build_report(
     num_processes: int = 1,
     bootstrap: int = DEFAULT_RESAMPLES,
     seed: int = 0,
+    preset: str | None = None,
     progress: bool = False,
 ) -> CalibrationReport:
     """Check every input, then score every case: the typed report, nothing written.
@@ -42,7 +43,7 @@ def build_report(
     Raises:
         ReportError: any bad input, with a one-line message naming the file or argument.
     """
-    options = check_options(n_bins, roi, num_processes, bootstrap, seed)
+    options = check_options(n_bins, roi, num_processes, bootstrap, seed, preset)
     return _score(gt_folder, pred_folders, dataset_json, options, names, truth_folder, progress)
 
 
@@ -90,6 +91,7 @@ def generate_report(
     num_processes: int = 1,
     bootstrap: int = DEFAULT_RESAMPLES,
     seed: int = 0,
+    preset: str | None = None,
     overwrite: bool = False,
     progress: bool = False,
 ) -> dict:
@@ -111,6 +113,7 @@ def generate_report(
         num_processes: worker processes (1: in this process).
         bootstrap: case-level bootstrap resamples for 95% intervals and paired comparisons (0: none).
         seed: the bootstrap's seed.
+        preset: also compute another tool's conventions: "monai" (MONAI's per-image ECE), or None.
         overwrite: replace a report already in OUT_DIR.
         progress: show a progress bar on a terminal.
 
@@ -120,7 +123,7 @@ def generate_report(
     Raises:
         ReportError: any bad input, with a one-line message naming the file or argument.
     """
-    options = check_options(n_bins, roi, num_processes, bootstrap, seed)
+    options = check_options(n_bins, roi, num_processes, bootstrap, seed, preset)
     check_out_dir(out_dir, overwrite)
     inputs = {Path(p).resolve() for p in (gt_folder, *pred_folders)}
     if Path(out_dir).resolve() in inputs:

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal, get_args
 
 from nnunet_surgery.calibration import check_n_bins
 from nnunet_surgery.calibration.bootstrap import DEFAULT_RESAMPLES
 from nnunet_surgery.report.errors import ReportError
 from nnunet_surgery.report.inputs.roi import RoiSpec, parse_roi
 
-__all__ = ["ReportOptions", "check_options"]
+__all__ = ["PRESETS", "Preset", "ReportOptions", "check_options"]
+
+Preset = Literal["monai"]
+#: `--preset` values: other tools' conventions the report computes beside its own.
+PRESETS: tuple[str, ...] = get_args(Preset)
 
 
 @dataclass(frozen=True)
@@ -22,6 +27,8 @@ class ReportOptions:
         num_processes: worker processes (`-np`; 1 scores in this process).
         bootstrap: case-level bootstrap resamples for the 95% intervals (`--bootstrap`; 0: none).
         seed: seed of the bootstrap (`--bootstrap-seed`).
+        preset: another tool's conventions to compute as well (`--preset`): "monai" adds MONAI's
+            per-image `CalibrationErrorMetric` ECE (docs/calibration.md#estimator-variants).
     """
 
     n_bins: int = 20
@@ -29,6 +36,7 @@ class ReportOptions:
     num_processes: int = 1
     bootstrap: int = DEFAULT_RESAMPLES
     seed: int = 0
+    preset: Preset | None = None
 
 
 def _check_count(name: str, value: object, minimum: int, what: str) -> int:
@@ -43,12 +51,13 @@ def check_options(
     num_processes: int,
     bootstrap: int = DEFAULT_RESAMPLES,
     seed: int = 0,
+    preset: str | None = None,
 ) -> ReportOptions:
     """Check the options as given on the command line or to `generate_report`.
 
     Raises:
-        ReportError: naming the option (`--bins`, `--roi`, `-np`, `--bootstrap`, `--bootstrap-seed`) and
-            what was expected.
+        ReportError: naming the option (`--bins`, `--roi`, `-np`, `--bootstrap`, `--bootstrap-seed`,
+            `--preset`) and what was expected.
     """
     try:
         n_bins = check_n_bins(n_bins)
@@ -64,4 +73,8 @@ def check_options(
             raise ReportError(f"--roi: {error}") from None
     if not isinstance(roi, RoiSpec):
         raise ReportError(f"--roi: expected all, band:D, mask:FOLDER or a RoiSpec, but got {roi!r}")
-    return ReportOptions(n_bins=n_bins, roi=roi, num_processes=num_processes, bootstrap=bootstrap, seed=seed)
+    if preset is not None and preset not in PRESETS:
+        raise ReportError(f"--preset: expected one of {', '.join(PRESETS)}, but got {preset!r}")
+    return ReportOptions(
+        n_bins=n_bins, roi=roi, num_processes=num_processes, bootstrap=bootstrap, seed=seed, preset=preset
+    )

@@ -22,7 +22,28 @@ from nnunet_surgery.report.scoring import (
     TopLabelSummary,
 )
 
-__all__ = ["report_json"]
+__all__ = ["METRIC_DEFINITIONS", "report_json"]
+
+#: What every metric key means (docs/calibration.md), written into calibration.json so that no name is
+#: ambiguous: "ACE" means the average over bins here (MONAI, netcal), the adaptive ECE elsewhere.
+METRIC_DEFINITIONS = {
+    "nll": "mean -log p_y, p clipped to [nll_eps, 1 - nll_eps]",
+    "brier": "mean (p - y)^2",
+    "ece": "expected calibration error, L1, equal-width bins: sum_b n_b/N |mean y_b - mean p_b|",
+    "mce": "maximum calibration error: max over non-empty equal-width bins of |mean y_b - mean p_b|",
+    "ace": "average calibration error: unweighted mean over non-empty equal-width bins (MONAI, netcal); "
+    "not torch-uncertainty's adaptive ACE, which is ece_equal_mass",
+    "ece_equal_mass": "adaptive ECE: as ece over `bins` equal-mass bins formed from 2^16 fine bins "
+    "(torch-uncertainty's ACE, netcal's ECE with equal_intervals=False)",
+    "ce_rms": "RMS (L2) calibration error over the equal-width bins: sqrt(sum_b n_b/N (mean y_b - mean p_b)^2) "
+    "(torchmetrics norm='l2')",
+    "dice": "2 TP / (2 TP + FP + FN) over all non-ignored voxels; NaN when reference and prediction are empty",
+    "classwise": "mean over foreground labels of the per-label pooled ece, ece_equal_mass, ce_rms",
+    "monai": "MONAI CalibrationErrorMetric ECE (20 bins, its (lo, hi] edges, include_background=False): "
+    "ece_mean = metric_reduction 'mean', ece_mean_batch = 'mean_batch' per label",
+    "pooled": "over all ROI voxels of all cases; case_mean: mean over cases of each case's value, NaN ignored",
+    "ci95": "95% percentile interval over case-level bootstrap resamples (see bootstrap)",
+}
 
 
 def _path(path: Path | None) -> str | None:
@@ -32,6 +53,7 @@ def _path(path: Path | None) -> str | None:
 def _label_scores(scores: LabelScores, *, with_truth: bool) -> dict:
     entry = {
         **asdict(scores.metrics),
+        **asdict(scores.variants),
         "n_voxels": scores.n_voxels,
         "tp": scores.tp,
         "fp": scores.fp,
@@ -83,7 +105,7 @@ def _uncertainty(summary: LabelSummary | TopLabelSummary) -> dict:
 def _label(summary: LabelSummary) -> dict:
     entry = {
         "pooled": _label_scores(summary.pooled, with_truth=False),
-        "case_mean": asdict(summary.case_mean),
+        "case_mean": {**asdict(summary.case_mean), **asdict(summary.variants_case_mean)},
         "reliability": _reliability(summary.reliability),
         **_uncertainty(summary),
     }
@@ -119,6 +141,9 @@ def _model(model: ModelSummary, cases: list[str]) -> dict:
     }
     if model.top_label is not None:
         entry["top_label"] = _top_label(model.top_label)
+    entry["classwise"] = asdict(model.classwise)
+    if model.monai is not None:
+        entry["monai"] = {"ece_mean": model.monai.mean, "ece_mean_batch": dict(model.monai.per_label)}
     return entry
 
 
@@ -142,4 +167,6 @@ def report_json(report: CalibrationReport) -> dict:
         },
         "models": {model.name: _model(model, cases) for model in report.models},
         "bootstrap": None if report.bootstrap is None else {**asdict(report.bootstrap), "unit": "case"},
+        "preset": report.preset,
+        "metric_definitions": METRIC_DEFINITIONS,
     }

@@ -17,6 +17,7 @@ from nnunet_surgery.report.scoring import (
     LabelSummary,
     TopLabelSummary,
     TruthMetrics,
+    VariantMetrics,
 )
 from nnunet_surgery.report.scoring.metrics import HIGHER_IS_BETTER, field_names
 
@@ -30,6 +31,7 @@ CSV_COLUMNS = (
     "kind",
     "scope",
     *field_names(LabelMetrics),
+    *field_names(VariantMetrics),
     "n_voxels",
     *(f"truth_{name}" for name in field_names(TruthMetrics)),
 )
@@ -44,8 +46,16 @@ def _label_rows(model: str, label: str, kind: str, summary: LabelSummary) -> lis
     for scope in SCOPES:
         pooled = scope == "pooled"
         metrics = summary.pooled.metrics if pooled else summary.case_mean
+        variants = summary.pooled.variants if pooled else summary.variants_case_mean
         truth = summary.pooled.truth if pooled else summary.truth_case_mean
-        row = {"model": model, "label": label, "kind": kind, "scope": scope, **asdict(metrics)}
+        row = {
+            "model": model,
+            "label": label,
+            "kind": kind,
+            "scope": scope,
+            **asdict(metrics),
+            **asdict(variants),
+        }
         if pooled:
             row["n_voxels"] = summary.pooled.n_voxels
         if truth is not None:
@@ -158,6 +168,27 @@ def _summary_table(
     return _table(models, columns, values, intervals)
 
 
+_VARIANTS_NOTE = (
+    "Class-wise: mean over foreground labels of each label's pooled one-vs-rest value. ECE: equal-width "
+    "bins (above); equal-mass: as many bins of equal voxel counts (torch-uncertainty's adaptive ACE); RMS: "
+    "root-mean-square gap over the equal-width bins (torchmetrics' L2)."
+)
+
+
+def _variants_table(report: CalibrationReport) -> list[str]:
+    """Class-wise ECE, equal-mass ECE and RMS CE per model (and MONAI's per-image ECE with its preset)."""
+    columns = [
+        _Column("class-wise ECE", "pooled", "ece"),
+        _Column("class-wise ECE (equal-mass)", "pooled", "ece_equal_mass"),
+        _Column("class-wise RMS CE", "pooled", "ce_rms"),
+    ]
+    values = [[getattr(model.classwise, column.metric) for model in report.models] for column in columns]
+    if report.preset == "monai":
+        columns.append(_Column("MONAI ECE (per image, mean)", "pooled", "ece"))
+        values.append([model.monai.mean for model in report.models])
+    return _table([model.name for model in report.models], columns, values)
+
+
 def markdown_report(report: CalibrationReport) -> str:
     """Paper-style tables: a row per model; NLL, ECE, MCE, Brier pooled over ROI voxels, DSC as case mean,
     each with its bootstrap 95% interval `[low, high]` when the report has one."""
@@ -190,6 +221,7 @@ def markdown_report(report: CalibrationReport) -> str:
     for label in report.label_names:
         summaries = [model.labels[label] for model in report.models]
         lines += ["", f"## {label}", "", *_summary_table(models, columns, summaries)]
+    lines += ["", "## Estimator variants", "", _VARIANTS_NOTE, "", *_variants_table(report)]
     if report.has_top_label and len(report.label_names) > 1:
         summaries = [model.top_label for model in report.models]
         lines += [

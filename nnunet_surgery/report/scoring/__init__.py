@@ -13,29 +13,37 @@ from nnunet_surgery.report.scoring.metrics import (
     LabelScores,
     TopLabelScores,
     TruthMetrics,
+    VariantMetrics,
 )
 from nnunet_surgery.report.scoring.report import (
+    Bootstrap,
     CalibrationReport,
+    ClasswiseMetrics,
     LabelSummary,
     ModelSummary,
+    MonaiECE,
     Sources,
     TopLabelSummary,
 )
 
 __all__ = [
+    "Bootstrap",
     "CalibrationErrors",
     "CalibrationReport",
     "CaseStats",
     "CaseTask",
+    "ClasswiseMetrics",
     "LabelMetrics",
     "LabelScores",
     "LabelSummary",
     "ModelCaseStats",
     "ModelSummary",
+    "MonaiECE",
     "Sources",
     "TopLabelScores",
     "TopLabelSummary",
     "TruthMetrics",
+    "VariantMetrics",
     "score_case",
     "score_report",
 ]

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nnunet_surgery.calibration import calibration_errors, monai_mean, nan_mean
 from nnunet_surgery.calibration.bootstrap import DEFAULT_LEVEL, case_weights
 from nnunet_surgery.report.scoring.case import CaseStats, CaseTask, ModelCaseStats, score_case
 from nnunet_surgery.report.scoring.intervals import Resampled, compare, resample_label, resample_top_label
@@ -23,13 +24,16 @@ from nnunet_surgery.report.scoring.metrics import (
     LabelScores,
     TopLabelScores,
     TruthMetrics,
+    VariantMetrics,
     nan_mean_of,
 )
 from nnunet_surgery.report.scoring.report import (
     Bootstrap,
     CalibrationReport,
+    ClasswiseMetrics,
     LabelSummary,
     ModelSummary,
+    MonaiECE,
     Sources,
     TopLabelSummary,
 )
@@ -80,6 +84,7 @@ class _ModelTotals:
     keep_cases: bool
     top_label_cases: dict[str, TopLabelScores] = field(default_factory=dict)
     case_stats: list[ModelCaseStats] = field(default_factory=list)
+    monai_cases: list[list[float]] = field(default_factory=list)
 
     def add(self, case: str, stats: ModelCaseStats) -> None:
         self.pooled = self.pooled.merge(stats)
@@ -88,7 +93,9 @@ class _ModelTotals:
         if stats.top_label is not None:
             self.top_label_cases[case] = TopLabelScores.of(stats.top_label)
         if self.keep_cases:
-            self.case_stats.append(stats)
+            self.case_stats.append(stats.without_fine())
+        if stats.monai is not None:
+            self.monai_cases.append([calibration_errors(bins)["ece"] for bins in stats.monai])
 
     def resample(self, weights: np.ndarray) -> _ModelResamples:
         labels = tuple(
@@ -125,6 +132,9 @@ class _ModelTotals:
                 pooled=LabelScores.of(pooled),
                 case_mean=nan_mean_of(LabelMetrics, (scores.metrics for scores in cases.values())),
                 truth_case_mean=None if pooled.truth is None else nan_mean_of(TruthMetrics, truths),
+                variants_case_mean=nan_mean_of(
+                    VariantMetrics, (scores.variants for scores in cases.values())
+                ),
                 reliability=pooled.reliability,
                 cases=cases,
                 intervals=None if resamples is None else resamples.labels[index].intervals(level),
@@ -141,7 +151,20 @@ class _ModelTotals:
                 cases=self.top_label_cases,
                 intervals=None if resamples is None else resamples.top_label.intervals(level),
             )
-        return ModelSummary(name=name, folder=folder, labels=labels, top_label=top_label)
+        pooled_scores = [label.pooled for label in labels.values()]
+        classwise = ClasswiseMetrics(
+            ece=nan_mean([scores.metrics.ece for scores in pooled_scores]),
+            ece_equal_mass=nan_mean([scores.variants.ece_equal_mass for scores in pooled_scores]),
+            ce_rms=nan_mean([scores.variants.ce_rms for scores in pooled_scores]),
+        )
+        monai = None
+        if self.pooled.monai is not None:
+            errors = np.array(self.monai_cases, dtype=np.float64).reshape(-1, len(label_names))
+            per_label = {label: nan_mean(errors[:, index]) for index, label in enumerate(label_names)}
+            monai = MonaiECE(mean=monai_mean(errors), per_label=per_label)
+        return ModelSummary(
+            name=name, folder=folder, labels=labels, top_label=top_label, classwise=classwise, monai=monai
+        )
 
 
 def _with_paired(
@@ -202,7 +225,7 @@ def score_report(
     with_truth = sources.truth_folder is not None
     totals = [
         _ModelTotals(
-            ModelCaseStats.zeros(layout, options.n_bins, with_truth=with_truth),
+            ModelCaseStats.zeros(layout, options, with_truth=with_truth),
             [{} for _ in layout.names],
             keep_cases=options.bootstrap > 0,
         )
@@ -236,4 +259,5 @@ def score_report(
         sources=sources,
         models=tuple(summaries),
         bootstrap=bootstrap,
+        preset=options.preset,
     )

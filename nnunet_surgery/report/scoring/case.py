@@ -8,12 +8,13 @@ and chunk-sized temporaries; the probabilities are scored in chunks of about CHU
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from nnunet_surgery.calibration import (
+    MONAI_BINS,
     NLL_EPS,
     BinnedStats,
     LabelStats,
@@ -21,7 +22,9 @@ from nnunet_surgery.calibration import (
     binned_stats,
     check_probabilities,
     confusion_counts,
+    fine_factor,
     label_stats,
+    monai_binned_stats,
     top_label_inputs,
 )
 from nnunet_surgery.report.errors import ReportError
@@ -62,25 +65,44 @@ class ModelCaseStats:
     """One model's sufficient statistics on one case (or merged over cases).
 
     Attributes:
-        labels: per foreground label or region, in `LabelLayout.names` order.
+        labels: per foreground label or region, in `LabelLayout.names` order (with fine statistics for
+            the equal-mass ECE).
         top_label: top-label statistics (softmax datasets), else None.
+        monai: per label, the reliability statistics in MONAI's bins (`--preset monai`), else None.
     """
 
     labels: tuple[LabelStats, ...]
     top_label: BinnedStats | None
+    monai: tuple[BinnedStats, ...] | None = None
 
     @classmethod
-    def zeros(cls, layout: LabelLayout, n_bins: int, *, with_truth: bool) -> ModelCaseStats:
+    def zeros(cls, layout: LabelLayout, options: ReportOptions, *, with_truth: bool) -> ModelCaseStats:
         """Empty statistics (the identity of `merge`)."""
-        labels = tuple(LabelStats.zeros(n_bins, with_truth=with_truth) for _ in layout.names)
-        return cls(labels, BinnedStats.zeros(n_bins) if layout.softmax else None)
+        n_bins = options.n_bins
+        labels = tuple(
+            LabelStats.zeros(n_bins, with_truth=with_truth, fine_factor=fine_factor(n_bins))
+            for _ in layout.names
+        )
+        monai = (
+            None if options.preset != "monai" else tuple(BinnedStats.zeros(MONAI_BINS) for _ in layout.names)
+        )
+        return cls(labels, BinnedStats.zeros(n_bins) if layout.softmax else None, monai)
 
     def merge(self, other: ModelCaseStats) -> ModelCaseStats:
         """Statistics of the union of both voxel sets."""
         return ModelCaseStats(
-            tuple(mine.merge(theirs) for mine, theirs in zip(self.labels, other.labels, strict=True)),
+            _merge_all(self.labels, other.labels),
             None if self.top_label is None else self.top_label.merge(other.top_label),
+            None if self.monai is None else _merge_all(self.monai, other.monai),
         )
+
+    def without_fine(self) -> ModelCaseStats:
+        """The same statistics without the fine histograms (what the bootstrap keeps per case)."""
+        return replace(self, labels=tuple(replace(label, fine=None) for label in self.labels))
+
+
+def _merge_all(mine: tuple, theirs: tuple) -> tuple:
+    return tuple(a.merge(b) for a, b in zip(mine, theirs, strict=True))
 
 
 @dataclass(frozen=True)
@@ -214,8 +236,9 @@ def _score_model(
 ) -> ModelCaseStats:
     layout, n_bins = task.layout, task.options.n_bins
     flat = _load_checked(path, reference, layout)
-    stats = ModelCaseStats.zeros(layout, n_bins, with_truth=truth is not None)
+    stats = ModelCaseStats.zeros(layout, task.options, with_truth=truth is not None)
     labels, top = list(stats.labels), stats.top_label
+    monai = None if stats.monai is None else list(stats.monai)
     for chunk in _chunks(reference.labels.size, layout.n_channels):
         values = _checked_chunk(path, flat, chunk, layout.softmax)
         chunk_reference = reference.labels[chunk]
@@ -240,9 +263,16 @@ def _score_model(
                     truth=None if truth is None else _select(truth[channel, chunk], chunk_roi),
                     counts=counts,
                     eps=NLL_EPS,
+                    fine_factor=fine_factor(n_bins),
                 )
             )
-    return ModelCaseStats(tuple(labels), top)
+            if monai is not None:
+                monai[index] = monai[index].merge(
+                    monai_binned_stats(
+                        _select(values[channel], chunk_roi), _select(reference_mask, chunk_roi)
+                    )
+                )
+    return ModelCaseStats(tuple(labels), top, None if monai is None else tuple(monai))
 
 
 def score_case(task: CaseTask) -> CaseStats:

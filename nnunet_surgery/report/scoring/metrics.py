@@ -7,6 +7,7 @@ keys of calibration.json and the columns of calibration.csv.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from typing import TypeVar
@@ -14,9 +15,11 @@ from typing import TypeVar
 from nnunet_surgery.calibration import (
     BinnedStats,
     LabelStats,
+    adaptive_calibration_error,
     calibration_errors,
     label_metrics,
     nan_mean,
+    rms_calibration_error,
     truth_metrics,
 )
 
@@ -27,6 +30,7 @@ __all__ = [
     "LabelScores",
     "TopLabelScores",
     "TruthMetrics",
+    "VariantMetrics",
     "field_names",
     "nan_mean_of",
 ]
@@ -73,6 +77,28 @@ class TruthMetrics:
 
 
 @dataclass(frozen=True)
+class VariantMetrics:
+    """Estimator variants of a label's calibration error (docs/calibration.md#estimator-variants).
+
+    Attributes:
+        ece_equal_mass: ECE over equal-mass (adaptive) bins, as many as the equal-width ones: what
+            torch-uncertainty calls ACE and netcal computes with `equal_intervals=False`.
+        ce_rms: RMS (L2) calibration error over the equal-width bins (torchmetrics' `norm="l2"`).
+    """
+
+    ece_equal_mass: float
+    ce_rms: float
+
+    @classmethod
+    def of(cls, stats: LabelStats) -> VariantMetrics:
+        reliability = stats.reliability
+        equal_mass = (
+            math.nan if stats.fine is None else adaptive_calibration_error(stats.fine, reliability.n_bins)
+        )
+        return cls(equal_mass, rms_calibration_error(reliability))
+
+
+@dataclass(frozen=True)
 class LabelScores:
     """A label's metrics with the counts behind them, on one case or pooled.
 
@@ -81,6 +107,7 @@ class LabelScores:
         n_voxels: ROI voxels scored.
         tp, fp, fn: hard confusion counts of the Dice.
         truth: distances to p*, or None without a truth folder.
+        variants: the estimator variants.
     """
 
     metrics: LabelMetrics
@@ -89,17 +116,20 @@ class LabelScores:
     fp: int
     fn: int
     truth: TruthMetrics | None
+    variants: VariantMetrics
 
     @classmethod
     def of(cls, stats: LabelStats) -> LabelScores:
         truth = None if stats.truth is None else TruthMetrics(**truth_metrics(stats.truth))
+        metrics = LabelMetrics(**label_metrics(stats))
         return cls(
-            LabelMetrics(**label_metrics(stats)),
+            metrics,
             int(stats.n),
             int(stats.tp),
             int(stats.fp),
             int(stats.fn),
             truth,
+            VariantMetrics.of(stats),
         )
 
 
@@ -120,7 +150,7 @@ class TopLabelScores:
         return cls(CalibrationErrors(**calibration_errors(stats)), int(stats.total))
 
 
-Metrics = TypeVar("Metrics", CalibrationErrors, LabelMetrics, TruthMetrics)
+Metrics = TypeVar("Metrics", CalibrationErrors, LabelMetrics, TruthMetrics, VariantMetrics)
 
 
 def field_names(kind: type) -> tuple[str, ...]:

@@ -17,9 +17,19 @@ from nnunet_surgery.report.scoring.metrics import (
     LabelScores,
     TopLabelScores,
     TruthMetrics,
+    VariantMetrics,
 )
 
-__all__ = ["Bootstrap", "CalibrationReport", "LabelSummary", "ModelSummary", "Sources", "TopLabelSummary"]
+__all__ = [
+    "Bootstrap",
+    "CalibrationReport",
+    "ClasswiseMetrics",
+    "LabelSummary",
+    "ModelSummary",
+    "MonaiECE",
+    "Sources",
+    "TopLabelSummary",
+]
 
 
 @dataclass(frozen=True)
@@ -30,6 +40,7 @@ class LabelSummary:
         pooled: metrics over all ROI voxels of the dataset (Dice: over all non-ignored voxels).
         case_mean: mean over cases of each case's metrics, NaN ignored (DSC: nnU-Net's convention).
         truth_case_mean: case mean of the distances to p*, or None without a truth folder.
+        variants_case_mean: case mean of the estimator variants (their pooled values: `pooled.variants`).
         reliability: pooled per-bin statistics (the reliability diagram).
         cases: each case's scores, in case order.
         intervals: bootstrap intervals of the pooled and case-mean metrics, or None without bootstrap.
@@ -40,6 +51,7 @@ class LabelSummary:
     pooled: LabelScores
     case_mean: LabelMetrics
     truth_case_mean: TruthMetrics | None
+    variants_case_mean: VariantMetrics
     reliability: BinnedStats
     cases: dict[str, LabelScores]
     intervals: Intervals | None = None
@@ -59,6 +71,29 @@ class TopLabelSummary:
 
 
 @dataclass(frozen=True)
+class ClasswiseMetrics:
+    """Class-wise calibration errors: the mean over foreground labels (or regions) of each label's pooled
+    one-vs-rest value (NaN-ignoring), for ECE, equal-mass ECE and RMS CE."""
+
+    ece: float
+    ece_equal_mass: float
+    ce_rms: float
+
+
+@dataclass(frozen=True)
+class MonaiECE:
+    """MONAI's `CalibrationErrorMetric` ECE ("expected", 20 bins, its edges, `include_background=False`).
+
+    Attributes:
+        mean: its `metric_reduction="mean"` over cases and labels.
+        per_label: its `"mean_batch"`: per label, the mean over cases.
+    """
+
+    mean: float
+    per_label: dict[str, float]
+
+
+@dataclass(frozen=True)
 class ModelSummary:
     """One model (prediction folder) of the report.
 
@@ -67,12 +102,16 @@ class ModelSummary:
         folder: its prediction folder.
         labels: per label name, in dataset.json channel order.
         top_label: top-label calibration, or None for region datasets.
+        classwise: class-wise (mean over labels) calibration errors.
+        monai: MONAI's per-image ECE (`--preset monai`), else None.
     """
 
     name: str
     folder: Path
     labels: dict[str, LabelSummary]
     top_label: TopLabelSummary | None
+    classwise: ClasswiseMetrics
+    monai: MonaiECE | None = None
 
 
 @dataclass(frozen=True)
@@ -106,6 +145,7 @@ class CalibrationReport:
         sources: the input paths.
         models: one summary per model, the first being the reference of comparisons.
         bootstrap: the bootstrap's settings, or None when no intervals were made.
+        preset: the other tool's conventions also computed (`--preset`), or None.
     """
 
     n_bins: int
@@ -116,6 +156,7 @@ class CalibrationReport:
     sources: Sources
     models: tuple[ModelSummary, ...]
     bootstrap: Bootstrap | None = None
+    preset: str | None = None
 
     @property
     def has_truth(self) -> bool:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 import torch
 import torch._dynamo
@@ -12,23 +10,8 @@ from nnunetv2.utilities.helpers import softmax_helper_dim1
 from nnunet_surgery.losses import SoftTverskyLoss
 
 
-@pytest.fixture(scope="module")
-def _fresh_dynamo():
-    try:
-        from torch._inductor.cpp_builder import get_cpp_compiler
-
-        compiler = get_cpp_compiler()
-    except Exception as err:  # inductor raises when it finds no C++ compiler
-        pytest.skip(f"torch.compile on CPU needs a C++ compiler for inductor: {err}")
-    if shutil.which(compiler) is None:
-        pytest.skip(f"torch.compile on CPU needs inductor's C++ compiler {compiler!r}, not on PATH")
-    torch._dynamo.reset()
-    yield
-    torch._dynamo.reset()
-
-
 @pytest.mark.parametrize("channels", [2, 3])
-def test_compiled_surgical_loss_matches_eager_loss_and_gradient(_fresh_dynamo, channels):
+def test_compiled_surgical_loss_matches_eager_loss_and_gradient(fresh_dynamo, channels):
     torch._dynamo.reset()  # each channel count gets its own graphs
     loss = SoftTverskyLoss(
         softmax_helper_dim1, batch_dice=False, do_bg=False, ddp=False, surgery=True, exponent=20

@@ -7,7 +7,6 @@ compiles exactly the terms it declares (when nnU-Net compiles), and a compiled t
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 
 import pytest
@@ -275,23 +274,6 @@ def test_each_trainer_compiles_exactly_its_declared_terms(
     loss = trainer._build_loss()  # torch.compile is lazy: nothing compiles until a call
     assert trainer.enable_deep_supervision and isinstance(loss, DeepSupervisionWrapper)
     assert compiled_terms(loss) == (expected_compiled_terms(trainer_class, regions) if compile_on else {})
-
-
-@pytest.fixture
-def fresh_dynamo():
-    """Reset torch.compile's caches around a test; skip where inductor has no C++ compiler for CPU."""
-    try:
-        from torch._inductor.cpp_builder import get_cpp_compiler
-
-        compiler = get_cpp_compiler()
-    except Exception as err:  # inductor raises when it finds no C++ compiler
-        pytest.skip(f"torch.compile on CPU needs a C++ compiler for inductor: {err}")
-    if shutil.which(compiler) is None:
-        pytest.skip(f"torch.compile on CPU needs inductor's C++ compiler {compiler!r}, not on PATH")
-    torch._dynamo.reset()
-    counters.clear()
-    yield
-    torch._dynamo.reset()
 
 
 @pytest.mark.parametrize("masked", [False, True], ids=["no-mask", "loss-mask"])

@@ -1,12 +1,12 @@
-"""The folder aggregator: score every case (in a spawn pool for -np > 1) and merge into a report.
+"""The folder aggregator: score every case (in worker processes for -np > 1, `pool.ordered_map`) and
+merge into a report.
 
-Results arrive in case order (`imap`), so the float64 merge order, and thus the report, does not depend
-on the number of processes. Per model, only O(labels x bins) pooled sums and each case's scores are kept.
+Results arrive in case order, so the float64 merge order, and thus the report, does not depend on the
+number of processes. Per model, only O(labels x bins) pooled sums and each case's scores are kept.
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -27,6 +27,7 @@ from nnunet_surgery.report.scoring.metrics import (
     VariantMetrics,
     nan_mean_of,
 )
+from nnunet_surgery.report.scoring.pool import ordered_map
 from nnunet_surgery.report.scoring.report import (
     Bootstrap,
     CalibrationReport,
@@ -44,9 +45,9 @@ __all__ = ["iterate_cases", "score_report"]
 def iterate_cases(
     tasks: Sequence[CaseTask], num_processes: int, *, progress: bool = True
 ) -> Iterator[CaseStats]:
-    """Yield `score_case(task)` for every task, in order; in-process for one process, else a spawn pool.
+    """Yield `score_case(task)` for every task, in order; in-process for one process, else in workers.
 
-    A ReportError raised for any case propagates (and stops the pool).
+    A ReportError raised for any case, or for a worker that died, propagates (and stops the workers).
     """
     from tqdm import tqdm
 
@@ -59,10 +60,9 @@ def iterate_cases(
                 yield score_case(task)
                 bar.update()
         else:
-            with multiprocessing.get_context("spawn").Pool(num_processes) as pool:
-                for result in pool.imap(score_case, tasks, chunksize=1):
-                    yield result
-                    bar.update()
+            for result in ordered_map(score_case, tasks, num_processes, name=lambda task: task.files.case):
+                yield result
+                bar.update()
     finally:
         bar.close()
 

@@ -136,7 +136,17 @@ class DemoRun:
         if self.out.exists() and not self.out.is_dir():
             raise DemoError(f"-o {self.out}: exists and is not a folder")
         if state.is_file():
-            previous = json.loads(state.read_text())
+            try:
+                previous = json.loads(state.read_text())
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+                raise DemoError(
+                    f"{state}: cannot read this demo run's settings ({error}); choose a new folder"
+                ) from None
+            if not isinstance(previous, dict):
+                raise DemoError(
+                    f"{state}: expected the JSON object of a demo run's settings, but got {type(previous).__name__}; "
+                    "choose a new folder"
+                )
             if previous != settings:
                 changed = sorted(
                     k for k in previous.keys() | settings.keys() if previous.get(k) != settings.get(k)
@@ -148,8 +158,13 @@ class DemoRun:
             return True
         if self.out.is_dir() and any(self.out.iterdir()):
             raise DemoError(f"-o {self.out}: folder is not empty and holds no demo run; choose a new folder")
-        self.out.mkdir(parents=True, exist_ok=True)
-        _write_atomic(state, json.dumps(settings, indent=2, sort_keys=True))
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+            _write_atomic(state, json.dumps(settings, indent=2, sort_keys=True))
+        except OSError as error:
+            raise DemoError(
+                f"-o {self.out}: cannot create or write the output folder ({error.strerror or error})"
+            ) from None
         return False
 
     def env(self) -> dict[str, str]:

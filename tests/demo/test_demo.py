@@ -101,3 +101,29 @@ def test_demo_rejects_bad_settings_before_writing(
     with pytest.raises(DemoError, match=message):
         run_demo(out, settings, log=lambda line: None)
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"), [("{not json", "cannot read this demo run's settings"), ("[1, 2]", "got list")]
+)
+def test_demo_refuses_a_corrupt_or_foreign_demo_json_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture, content: str, message: str
+) -> None:
+    from nnunet_surgery.cli import main
+
+    (tmp_path / "demo.json").write_text(content)
+    assert main(["demo", "-o", str(tmp_path), "-device", "cpu"]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and message in error and str(tmp_path / "demo.json") in error, error
+    assert [p.name for p in tmp_path.iterdir()] == ["demo.json"]
+
+
+def test_demo_refuses_an_output_folder_under_a_file_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from nnunet_surgery.cli import main
+
+    (tmp_path / "file").write_text("not a folder")
+    assert main(["demo", "-o", str(tmp_path / "file" / "demo"), "-device", "cpu"]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "cannot create or write the output folder" in error, error

@@ -29,8 +29,28 @@ def is_report_file(name: str) -> bool:
     return name in (JSON_NAME, *_TABLE_NAMES) or (name.startswith("reliability_") and name.endswith(".png"))
 
 
+def _check_writable(out_dir: Path) -> None:
+    """Refuse an OUT_DIR that cannot be created or written: a parent that is a file, a read-only folder.
+
+    Probes by creating (and removing) a temporary folder in the nearest existing ancestor, where the
+    report's staging folder would go; nothing stays behind.
+    """
+    ancestor = out_dir.absolute().parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise ReportError(f"{out_dir}: OUT_DIR cannot be created: {ancestor} is a file, not a folder")
+    try:
+        Path(tempfile.mkdtemp(prefix=".nnunet-surgery-probe.", dir=ancestor)).rmdir()
+    except OSError as error:
+        raise ReportError(
+            f"{out_dir}: OUT_DIR cannot be written ({error.strerror or error} in {ancestor})"
+        ) from None
+
+
 def check_out_dir(out_dir: str | Path, overwrite: bool) -> None:
-    """Refuse an OUT_DIR that is a file, or that holds a report when `overwrite` is False.
+    """Refuse an OUT_DIR that is a file, that cannot be created or written, or that holds a report when
+    `overwrite` is False.
 
     Raises:
         ReportError: naming OUT_DIR and the problem.
@@ -38,6 +58,7 @@ def check_out_dir(out_dir: str | Path, overwrite: bool) -> None:
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise ReportError(f"{out_dir}: OUT_DIR exists and is not a folder")
+    _check_writable(out_dir)
     if out_dir.is_dir() and not overwrite:
         old = sorted(entry.name for entry in out_dir.iterdir() if is_report_file(entry.name))
         if old:
@@ -74,6 +95,13 @@ def write_report(out_dir: str | Path, report: CalibrationReport, *, overwrite: b
     """
     out_dir = Path(out_dir).absolute()
     check_out_dir(out_dir, overwrite)
+    try:
+        return _write(out_dir, report, overwrite)
+    except OSError as error:  # a full disk, a folder made read-only meanwhile
+        raise ReportError(f"{out_dir}: cannot write the report ({error.strerror or error})") from None
+
+
+def _write(out_dir: Path, report: CalibrationReport, overwrite: bool) -> Path:
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
     try:

@@ -37,7 +37,16 @@ from nnunet_surgery.report.inputs import (
     roi_mask,
 )
 
-__all__ = ["CHUNK_ELEMENTS", "CaseStats", "CaseTask", "ModelCaseStats", "score_case"]
+__all__ = [
+    "CHUNK_ELEMENTS",
+    "CaseStats",
+    "CaseTask",
+    "ModelCaseStats",
+    "PreparedCase",
+    "finish_case",
+    "prepare_case",
+    "score_case",
+]
 
 # values (channels x voxels) scored at once: bounds the float64 temporaries to a few tens of MB
 CHUNK_ELEMENTS = 1 << 22
@@ -232,10 +241,10 @@ def _restrict(mask: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
 
 
 def _score_model(
-    task: CaseTask, path: Path, reference: _Reference, truth: np.ndarray | None
+    task: CaseTask, path: Path, reference: _Reference, truth: np.ndarray | None, flat: np.ndarray
 ) -> ModelCaseStats:
+    """One model's statistics on a case from its (C, N) probabilities `flat`, read from `path`."""
     layout, n_bins = task.layout, task.options.n_bins
-    flat = _load_checked(path, reference, layout)
     stats = ModelCaseStats.zeros(layout, task.options, with_truth=truth is not None)
     labels, top = list(stats.labels), stats.top_label
     monai = None if stats.monai is None else list(stats.monai)
@@ -275,8 +284,52 @@ def _score_model(
     return ModelCaseStats(tuple(labels), top, None if monai is None else tuple(monai))
 
 
+@dataclass(frozen=True)
+class PreparedCase:
+    """A case read and checked up to its first model's probabilities (what `prepare_case` reads ahead).
+
+    Attributes:
+        reference: the reference and the voxel sets it defines.
+        truth: (C, N) true probabilities, checked and clipped, or None.
+        first: (C, N) probabilities of the first model, shape-checked (values are checked as scored).
+    """
+
+    reference: _Reference
+    truth: np.ndarray | None
+    first: np.ndarray
+
+
+def prepare_case(task: CaseTask) -> PreparedCase:
+    """Read a case's reference (and mask, and truth) and its first model's probabilities.
+
+    Everything that touches nnU-Net's label-image reader happens here, so a caller can run it in one
+    background thread while the previous case is scored (`finish_case`).
+
+    Raises:
+        ReportError: as `score_case`, for everything read here.
+    """
+    files = task.files
+    reference = _read_reference(task)
+    truth = None if files.truth is None else _read_truth(files.truth, reference, task.layout)
+    return PreparedCase(reference, truth, _load_checked(files.predictions[0], reference, task.layout))
+
+
+def finish_case(task: CaseTask, prepared: PreparedCase) -> CaseStats:
+    """Score every model on a prepared case; the other models' probabilities are read here, one at a time.
+
+    Raises:
+        ReportError: as `score_case`, for the probabilities' values and the other models' files.
+    """
+    files, reference, truth = task.files, prepared.reference, prepared.truth
+    models = [_score_model(task, files.predictions[0], reference, truth, prepared.first)]
+    del prepared
+    for path in files.predictions[1:]:
+        models.append(_score_model(task, path, reference, truth, _load_checked(path, reference, task.layout)))
+    return CaseStats(case=files.case, n_roi=reference.n_roi, models=tuple(models))
+
+
 def score_case(task: CaseTask) -> CaseStats:
-    """Check one case's files and return every model's statistics on it.
+    """Check one case's files and return every model's statistics on it (`prepare_case`, then `finish_case`).
 
     Reads the reference (and mask, and truth), then one model's probabilities at a time.
 
@@ -284,8 +337,4 @@ def score_case(task: CaseTask) -> CaseStats:
         ReportError: unreadable files, shape, axis order or channel mismatches, unknown reference labels,
             NaN/inf, probabilities outside [0, 1], softmax channels not summing to 1.
     """
-    files = task.files
-    reference = _read_reference(task)
-    truth = None if files.truth is None else _read_truth(files.truth, reference, task.layout)
-    models = tuple(_score_model(task, path, reference, truth) for path in files.predictions)
-    return CaseStats(case=files.case, n_roi=reference.n_roi, models=models)
+    return finish_case(task, prepare_case(task))

@@ -46,7 +46,7 @@ def test_a_killed_worker_stops_the_report_with_a_one_line_error(build, tmp_path)
     assert report.returncode == 2, error
     assert error.count("\n") == 1 and error.startswith(PREFIX), error
     case = error[len(PREFIX) :].split(":")[0]
-    assert case in folders.references and "the worker process scoring this case died (exit code -9" in error
+    assert case in folders.references and "the worker process handling this case died (exit code -9" in error
     assert not out.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")], "temporary output left behind"
     time.sleep(1)

@@ -12,6 +12,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from nnunet_surgery.files import check_writable, default_dir_mode
 from nnunet_surgery.report.errors import ReportError
 from nnunet_surgery.report.outputs.calibration_json import report_json
 from nnunet_surgery.report.outputs.plots import write_reliability_diagrams
@@ -29,25 +30,6 @@ def is_report_file(name: str) -> bool:
     return name in (JSON_NAME, *_TABLE_NAMES) or (name.startswith("reliability_") and name.endswith(".png"))
 
 
-def _check_writable(out_dir: Path) -> None:
-    """Refuse an OUT_DIR that cannot be created or written: a parent that is a file, a read-only folder.
-
-    Probes by creating (and removing) a temporary folder in the nearest existing ancestor, where the
-    report's staging folder would go; nothing stays behind.
-    """
-    ancestor = out_dir.absolute().parent
-    while not ancestor.exists():
-        ancestor = ancestor.parent
-    if not ancestor.is_dir():
-        raise ReportError(f"{out_dir}: OUT_DIR cannot be created: {ancestor} is a file, not a folder")
-    try:
-        Path(tempfile.mkdtemp(prefix=".nnunet-surgery-probe.", dir=ancestor)).rmdir()
-    except OSError as error:
-        raise ReportError(
-            f"{out_dir}: OUT_DIR cannot be written ({error.strerror or error} in {ancestor})"
-        ) from None
-
-
 def check_out_dir(out_dir: str | Path, overwrite: bool) -> None:
     """Refuse an OUT_DIR that is a file, that cannot be created or written, or that holds a report when
     `overwrite` is False.
@@ -58,7 +40,7 @@ def check_out_dir(out_dir: str | Path, overwrite: bool) -> None:
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise ReportError(f"{out_dir}: OUT_DIR exists and is not a folder")
-    _check_writable(out_dir)
+    check_writable(out_dir)
     if out_dir.is_dir() and not overwrite:
         old = sorted(entry.name for entry in out_dir.iterdir() if is_report_file(entry.name))
         if old:
@@ -81,12 +63,6 @@ def write_report_files(folder: str | Path, report: CalibrationReport) -> None:
     write_reliability_diagrams(folder, report)
 
 
-def _default_dir_mode() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o777 & ~umask
-
-
 def write_report(out_dir: str | Path, report: CalibrationReport, *, overwrite: bool = False) -> Path:
     """Write all report files into OUT_DIR atomically.
 
@@ -107,7 +83,7 @@ def _write(out_dir: Path, report: CalibrationReport, overwrite: bool) -> Path:
     try:
         write_report_files(staging, report)
         if not out_dir.exists():
-            staging.chmod(_default_dir_mode())
+            staging.chmod(default_dir_mode())
             os.rename(staging, out_dir)
             return out_dir
         check_out_dir(out_dir, overwrite)

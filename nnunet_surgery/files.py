@@ -1,0 +1,105 @@
+"""Output files and folders written so that nothing is ever half-written, shared by every command.
+
+A command first checks that its output can be created (`check_writable`), before any work; it then writes
+into a staging file or folder beside the output and renames it into place only once everything succeeded
+(`write_text_atomic`, `staged_folder`). A failure leaves the previous output, or nothing, behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from nnunet_surgery.report.errors import ReportError
+
+__all__ = ["check_writable", "default_dir_mode", "staged_folder", "write_text_atomic"]
+
+
+def check_writable(path: str | Path, what: str = "OUT_DIR") -> None:
+    """Refuse an output path that cannot be created or written: a parent that is a file, a read-only folder.
+
+    Probes by creating (and removing) a temporary folder in the nearest existing ancestor, where a
+    staging folder or file would go; nothing stays behind.
+
+    Args:
+        path: the output folder or file.
+        what: how the error names it ("OUT_DIR", "-o CALIBRATOR.json", ...).
+
+    Raises:
+        ReportError: naming the path and the problem.
+    """
+    path = Path(path)
+    ancestor = path.absolute().parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise ReportError(f"{path}: {what} cannot be created: {ancestor} is a file, not a folder")
+    try:
+        Path(tempfile.mkdtemp(prefix=".nnunet-surgery-probe.", dir=ancestor)).rmdir()
+    except OSError as error:
+        raise ReportError(
+            f"{path}: {what} cannot be written ({error.strerror or error} in {ancestor})"
+        ) from None
+
+
+def default_dir_mode() -> int:
+    """Permissions a folder made with `mkdir` would get under the current umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o777 & ~umask
+
+
+def write_text_atomic(path: str | Path, text: str, what: str = "the output") -> None:
+    """Write `text` to a hidden file beside `path`, then rename it to `path`.
+
+    Raises:
+        ReportError: the file cannot be written (full disk, read-only folder), naming it.
+    """
+    path = Path(path)
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        partial.write_text(text)
+        partial.replace(path)
+    except OSError as error:
+        partial.unlink(missing_ok=True)
+        raise ReportError(f"{path}: cannot write {what} ({error.strerror or error})") from None
+
+
+@contextmanager
+def staged_folder(out_dir: str | Path, *, overwrite: bool) -> Iterator[Path]:
+    """A staging folder beside `out_dir` that replaces `out_dir` when the `with` block succeeds.
+
+    The block writes into the yielded folder; on success it becomes `out_dir` (an existing `out_dir`, only
+    with `overwrite`, is moved aside and removed after the swap); on any error the staging folder is
+    removed and `out_dir` is untouched.
+
+    Raises:
+        ReportError: `out_dir` exists and `overwrite` is False, or the folder cannot be written.
+    """
+    out_dir = Path(out_dir).absolute()
+    if out_dir.exists() and not overwrite:
+        raise ReportError(f"{out_dir}: the output folder exists; pass --overwrite to replace it")
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
+    except OSError as error:
+        raise ReportError(f"{out_dir}: cannot create the output folder ({error.strerror or error})") from None
+    try:
+        yield staging
+        staging.chmod(default_dir_mode())
+        if out_dir.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".old", dir=out_dir.parent))
+            os.replace(out_dir, old / out_dir.name)
+            os.rename(staging, out_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(staging, out_dir)
+    except OSError as error:
+        raise ReportError(f"{out_dir}: cannot write the output folder ({error.strerror or error})") from None
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)

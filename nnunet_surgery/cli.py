@@ -17,6 +17,7 @@ __all__ = ["COMMANDS", "main"]
 COMMANDS: dict[str, str] = {
     "trainers-dir": "trainers_dir",
     "report": "report",
+    "recalibrate": "recalibrate",
     "demo": "demo",
 }
 

@@ -7,7 +7,13 @@ Nothing here scores or writes; every problem is a `ReportError` naming the file 
 from __future__ import annotations
 
 from nnunet_surgery.report.inputs.dataset import DatasetInfo, load_dataset_json, reader_for
-from nnunet_surgery.report.inputs.folders import CaseFiles, collect_cases, model_names
+from nnunet_surgery.report.inputs.folders import (
+    CaseFiles,
+    case_files,
+    collect_cases,
+    collect_pooled_cases,
+    model_names,
+)
 from nnunet_surgery.report.inputs.labels import LabelLayout, label_layout
 from nnunet_surgery.report.inputs.options import ReportOptions, check_options
 from nnunet_surgery.report.inputs.reading import load_probabilities, read_label_image
@@ -19,8 +25,10 @@ __all__ = [
     "LabelLayout",
     "ReportOptions",
     "RoiSpec",
+    "case_files",
     "check_options",
     "collect_cases",
+    "collect_pooled_cases",
     "label_layout",
     "load_dataset_json",
     "load_probabilities",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from nnunet_surgery.report.errors import ReportError
 
-__all__ = ["NPZ_ENDING", "CaseFiles", "collect_cases", "model_names"]
+__all__ = ["NPZ_ENDING", "CaseFiles", "case_files", "collect_cases", "collect_pooled_cases", "model_names"]
 
 NPZ_ENDING = ".npz"
 
@@ -31,7 +31,16 @@ class CaseFiles:
     mask: Path | None = None
 
 
-def _list(folder: Path, ending: str, what: str) -> dict[str, Path]:
+def case_files(folder: str | Path, ending: str, what: str) -> dict[str, Path]:
+    """`{case: path}` of the files `CASE{ending}` in `folder` (hidden files left out).
+
+    Args:
+        what: what the folder holds, for the error message ("reference", "prediction", ...).
+
+    Raises:
+        ReportError: the folder is missing, not a folder, or holds no such file.
+    """
+    folder = Path(folder)
     if not folder.is_dir():
         raise ReportError(f"{folder}: {what} folder does not exist or is not a folder")
     files = {
@@ -69,10 +78,10 @@ def collect_cases(
         ReportError: a missing or empty folder, or a case missing on either side.
     """
     gt_folder = Path(gt_folder)
-    references = _list(gt_folder, file_ending, "reference")
+    references = case_files(gt_folder, file_ending, "reference")
     predictions = []
     for folder in map(Path, pred_folders):
-        files = _list(folder, NPZ_ENDING, "prediction")
+        files = case_files(folder, NPZ_ENDING, "prediction")
         missing = references.keys() - files.keys()
         if missing:
             raise ReportError(
@@ -88,7 +97,7 @@ def collect_cases(
     for folder, ending, what in ((truth_folder, NPZ_ENDING, "truth"), (mask_folder, file_ending, "mask")):
         if folder is None:
             continue
-        files = _list(Path(folder), ending, what)
+        files = case_files(Path(folder), ending, what)
         missing = references.keys() - files.keys()
         if missing:
             raise ReportError(f"{folder}: no {what} file CASE{ending} for case(s) {_few(missing)}")
@@ -102,6 +111,58 @@ def collect_cases(
             mask=extras["mask"][case] if "mask" in extras else None,
         )
         for case in sorted(references)
+    ]
+
+
+def collect_pooled_cases(
+    gt_folder: str | Path,
+    pred_folders: list[str | Path],
+    file_ending: str,
+    *,
+    mask_folder: str | Path | None = None,
+) -> list[CaseFiles]:
+    """Cases of one model spread over several folders (e.g. the 5 folds' `validation/`), each paired with
+    its reference (and mask): one prediction per case.
+
+    Every prediction needs a reference; the reference folder may hold more cases (those of other folds).
+    A case may appear in one folder only.
+
+    Raises:
+        ReportError: a missing or empty folder, a prediction without reference or mask, or a case in two
+            folders.
+    """
+    gt_folder = Path(gt_folder)
+    references = case_files(gt_folder, file_ending, "reference")
+    found: dict[str, Path] = {}
+    for folder in map(Path, pred_folders):
+        files = case_files(folder, NPZ_ENDING, "prediction")
+        orphans = files.keys() - references.keys()
+        if orphans:
+            raise ReportError(
+                f"{folder}: prediction(s) {_few(orphans)} have no reference CASE{file_ending} in {gt_folder}"
+            )
+        twice = files.keys() & found.keys()
+        if twice:
+            case = sorted(twice)[0]
+            raise ReportError(
+                f"{folder}: case {case} is also in {found[case].parent} (each case may be given once: "
+                "give each fold's validation folder once)"
+            )
+        found.update(files)
+    masks = None
+    if mask_folder is not None:
+        masks = case_files(Path(mask_folder), file_ending, "mask")
+        missing = found.keys() - masks.keys()
+        if missing:
+            raise ReportError(f"{mask_folder}: no mask file CASE{file_ending} for case(s) {_few(missing)}")
+    return [
+        CaseFiles(
+            case=case,
+            reference=references[case],
+            predictions=(found[case],),
+            mask=None if masks is None else masks[case],
+        )
+        for case in sorted(found)
     ]
 
 

@@ -1,0 +1,154 @@
+"""`nnunet-surgery recalibrate fit|apply`: post-hoc temperature / vector scaling fitted on cross-validation."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+__all__ = ["HELP", "add_arguments", "run"]
+
+HELP = (
+    "post-hoc recalibration: fit temperature or vector scaling on nnU-Net's validation probabilities "
+    "(fit), apply it to a folder of predictions (apply)"
+)
+
+_FIT_HELP = (
+    "fit a calibrator on out-of-fold validation probabilities (e.g. fold_0..4/validation of "
+    "nnUNetv2_train --npz), minimising the NLL over the ROI voxels"
+)
+_APPLY_HELP = "write recalibrated CASE.npz for every case of PRED_FOLDER (segmentations copied unchanged)"
+
+
+def _roi(text: str):
+    from nnunet_surgery.report.inputs import parse_roi
+
+    try:
+        return parse_roi(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _processes(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-np",
+        dest="num_processes",
+        type=int,
+        default=None,
+        help="number of processes. Default: nnU-Net's default (nnUNet_def_n_proc, 8), at most the CPU count",
+    )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from nnunet_surgery.recalibration.objective import METHODS
+
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    fit = actions.add_parser("fit", help=_FIT_HELP, description=_FIT_HELP)
+    fit.add_argument("gt_folder", metavar="GT_FOLDER", help="reference segmentations CASE{file_ending}")
+    fit.add_argument(
+        "pred_folders",
+        metavar="VAL_PRED_FOLDER",
+        nargs="+",
+        help="folder(s) of CASE.npz validation probabilities, each case in one folder (.pkl files are never read)",
+    )
+    fit.add_argument(
+        "-djfile", required=True, metavar="DATASET_JSON", help="dataset.json (labels/regions, file_ending)"
+    )
+    fit.add_argument(
+        "-o", dest="output", required=True, metavar="CALIBRATOR.json", help="calibrator file to write"
+    )
+    fit.add_argument(
+        "--method",
+        choices=METHODS,
+        default="temperature",
+        help="temperature: one T for all channels (keeps argmax and the 0.5 threshold); vector: a temperature "
+        "and a bias per channel or region. Default: temperature",
+    )
+    fit.add_argument(
+        "--roi",
+        type=_roi,
+        default="all",
+        metavar="{all,band:D,mask:FOLDER}",
+        help="voxels fitted on, as the report's --roi. Default: all",
+    )
+    _processes(fit)
+    fit.add_argument("--overwrite", action="store_true", help="replace an existing CALIBRATOR.json")
+    fit.add_argument("--no-progress", dest="progress", action="store_false", help="no progress output")
+
+    apply = actions.add_parser("apply", help=_APPLY_HELP, description=_APPLY_HELP)
+    apply.add_argument("calibrator", metavar="CALIBRATOR.json", help="a calibrator of `recalibrate fit`")
+    apply.add_argument(
+        "pred_folder", metavar="PRED_FOLDER", help="CASE.npz of nnUNetv2_predict --save_probabilities"
+    )
+    apply.add_argument("-o", dest="output", required=True, metavar="OUT_FOLDER", help="new folder to write")
+    _processes(apply)
+    apply.add_argument("--overwrite", action="store_true", help="replace an existing OUT_FOLDER")
+    apply.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+
+
+def _default_processes() -> int:
+    import os
+
+    from nnunetv2.configuration import default_num_processes
+
+    return max(1, min(default_num_processes, os.cpu_count() or 1))
+
+
+def _fit(args: argparse.Namespace, processes: int) -> str:
+    from pathlib import Path
+
+    from nnunet_surgery.files import check_writable
+    from nnunet_surgery.recalibration.fit import fit_calibrator
+    from nnunet_surgery.report import ReportError
+
+    output = Path(args.output)
+    if output.is_dir():
+        raise ReportError(f"{output}: -o must be a file (CALIBRATOR.json), but is a folder")
+    if output.exists() and not args.overwrite:
+        raise ReportError(f"{output}: the calibrator exists; pass --overwrite to replace it")
+    check_writable(output, "-o CALIBRATOR.json")
+    calibrator = fit_calibrator(
+        args.gt_folder,
+        args.pred_folders,
+        args.djfile,
+        method=args.method,
+        roi=args.roi,
+        num_processes=processes,
+        progress=args.progress,
+    )
+    output.parent.mkdir(parents=True, exist_ok=True)
+    calibrator.write(output)
+    fit = calibrator.fit
+    shown = ", ".join(
+        f"{t:.4g}" for t in calibrator.temperatures[: 1 if args.method == "temperature" else None]
+    )
+    return (
+        f"wrote {output}: {args.method} T = {shown}; NLL {fit.nll_before:.5g} -> {fit.nll_after:.5g} nats/voxel "
+        f"on {fit.voxels} voxels of {fit.cases} case(s), {fit.passes} passes"
+    )
+
+
+def _apply(args: argparse.Namespace, processes: int) -> str:
+    from nnunet_surgery.recalibration.apply import apply_calibrator
+
+    written = apply_calibrator(
+        args.calibrator,
+        args.pred_folder,
+        args.output,
+        overwrite=args.overwrite,
+        num_processes=processes,
+        progress=args.progress,
+    )
+    return f"wrote {args.output} ({written} case(s))"
+
+
+def run(args: argparse.Namespace) -> int:
+    from nnunet_surgery.report import ReportError
+
+    processes = _default_processes() if args.num_processes is None else args.num_processes
+    try:
+        message = (_fit if args.action == "fit" else _apply)(args, processes)
+    except ReportError as error:
+        print(f"nnunet-surgery recalibrate {args.action}: error: {error}", file=sys.stderr)
+        return 2
+    print(message)
+    return 0

@@ -1,0 +1,245 @@
+"""`fit_calibrator`: temperature or vector scaling fitted on nnU-Net's out-of-fold validation probabilities.
+
+Cases flow as in the report (its reading path: `report.scoring.case.prepare_case`, memory-safe npz
+reading, shape and value checks, the ROI): every pass over the cases sums the exact NLL, gradient and
+Hessian at one parameter vector (`objective.newton_stats`), and damped Newton's method (`newton.minimise`)
+needs a handful of passes. Memory holds one case (two at `-np 1`, which reads the next case ahead)
+whatever the number of cases; the sums are merged in case order, so the result does not depend on `-np`.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from nnunet_surgery.calibration import ProbabilityError, check_probabilities
+from nnunet_surgery.recalibration.calibrator import Calibrator, FitSummary
+from nnunet_surgery.recalibration.logits import logits_from_probabilities, saturation_bounds
+from nnunet_surgery.recalibration.newton import FitError, minimise
+from nnunet_surgery.recalibration.objective import METHODS, NewtonStats, Parameters, newton_stats
+from nnunet_surgery.report.errors import ReportError
+from nnunet_surgery.report.inputs import (
+    LabelLayout,
+    RoiSpec,
+    check_options,
+    collect_pooled_cases,
+    load_dataset_json,
+    reader_for,
+)
+from nnunet_surgery.report.scoring.case import CHUNK_ELEMENTS, CaseTask, PreparedCase, prepare_case
+from nnunet_surgery.report.scoring.pool import WorkerPool, read_ahead
+
+__all__ = ["CaseFit", "FitTask", "fit_calibrator", "fit_case"]
+
+
+@dataclass(frozen=True)
+class FitTask:
+    """One case at one parameter vector; picklable for a worker process.
+
+    Attributes:
+        case: the case's files and how to read them (one prediction).
+        parameters: method and channel layout.
+        theta: `(P,)` parameters to evaluate at.
+    """
+
+    case: CaseTask
+    parameters: Parameters
+    theta: np.ndarray
+
+
+@dataclass(frozen=True)
+class CaseFit:
+    """One case's sums at one parameter vector.
+
+    Attributes:
+        stats: NLL, gradient and Hessian summed over the case's ROI voxels.
+        saturated: probability values clamped when the logits were recovered.
+        values: probability values used (ROI voxels x channels).
+    """
+
+    stats: NewtonStats
+    saturated: int
+    values: int
+
+
+def _targets(layout: LabelLayout, labels: np.ndarray) -> np.ndarray:
+    """`(N,)` class per voxel (softmax: labels are the channels), or `(R, N)` region membership."""
+    if layout.softmax:
+        return labels
+    return np.stack([layout.member_mask(index, labels) for index in range(len(layout.names))])
+
+
+def _finish(task: FitTask, prepared: PreparedCase) -> CaseFit:
+    """Sum the statistics of a prepared case, chunk by chunk."""
+    layout, parameters = task.case.layout, task.parameters
+    path = task.case.files.predictions[0]
+    reference, flat = prepared.reference, prepared.first
+    del prepared
+    low, high = saturation_bounds(flat.dtype)
+    total, saturated, values = NewtonStats.zeros(parameters.size), 0, 0
+    step = max(4096, CHUNK_ELEMENTS // layout.n_channels)
+    for start in range(0, flat.shape[1], step):
+        chunk = slice(start, start + step)
+        probabilities = flat[:, chunk]
+        try:
+            check_probabilities(probabilities, softmax=layout.softmax)
+        except ProbabilityError as error:
+            raise ReportError(f"{path}: {error}") from None
+        labels = reference.labels[chunk]
+        if reference.roi is not None:
+            keep = reference.roi[chunk]
+            probabilities, labels = probabilities[:, keep], labels[keep]
+        saturated += int(np.count_nonzero(probabilities < low))
+        if not layout.softmax:
+            saturated += int(np.count_nonzero(probabilities > high))
+        values += probabilities.size
+        logits = logits_from_probabilities(probabilities, softmax=layout.softmax)
+        total = total.merge(newton_stats(parameters, task.theta, logits, _targets(layout, labels)))
+    return CaseFit(total, saturated, values)
+
+
+def _prepare(task: FitTask) -> PreparedCase:
+    return prepare_case(task.case)
+
+
+def fit_case(task: FitTask) -> CaseFit:
+    """Read one case (reference, ROI, probabilities; all checked) and sum its statistics at `task.theta`.
+
+    Raises:
+        ReportError: as the report, for any file of the case.
+    """
+    return _finish(task, _prepare(task))
+
+
+def _case_name(task: FitTask) -> str:
+    return task.case.files.case
+
+
+class _Passes:
+    """Evaluates the summed statistics at a parameter vector: one pass over every case."""
+
+    def __init__(
+        self, tasks: Sequence[CaseTask], parameters: Parameters, pool: WorkerPool | None, progress: bool
+    ) -> None:
+        self.tasks, self.parameters, self.pool, self.progress = tasks, parameters, pool, progress
+        self.saturated = self.values = 0
+        self.count = 0
+
+    def _results(self, tasks: list[FitTask]) -> Iterator[CaseFit]:
+        if self.pool is None:
+            return read_ahead(_prepare, _finish, tasks)
+        return self.pool.map(fit_case, tasks, _case_name)
+
+    def __call__(self, theta: np.ndarray) -> NewtonStats:
+        from tqdm import tqdm
+
+        self.count += 1
+        tasks = [FitTask(case, self.parameters, theta) for case in self.tasks]
+        total = NewtonStats.zeros(self.parameters.size)
+        saturated = values = 0
+        bar = tqdm(
+            self._results(tasks),
+            total=len(tasks),
+            desc=f"fit pass {self.count}",
+            unit="case",
+            file=sys.stderr,
+            disable=None if self.progress else True,
+            leave=False,
+        )
+        for result in bar:
+            total = total.merge(result.stats)
+            saturated += result.saturated
+            values += result.values
+        self.saturated, self.values = saturated, values
+        return total
+
+
+def _report_pass(progress: bool) -> Callable[[int, np.ndarray, NewtonStats], None] | None:
+    if not progress:
+        return None
+
+    def report(passes: int, theta: np.ndarray, stats: NewtonStats) -> None:
+        nll = stats.nll / max(stats.voxels, 1)
+        shown = ", ".join(f"{value:.4g}" for value in theta[:6]) + (" ..." if len(theta) > 6 else "")
+        print(f"fit pass {passes}: NLL {nll:.6g} nats/voxel at [{shown}]", file=sys.stderr)
+
+    return report
+
+
+def fit_calibrator(
+    gt_folder: str | Path,
+    pred_folders: list[str | Path],
+    dataset_json: str | Path,
+    *,
+    method: str = "temperature",
+    roi: RoiSpec | str = "all",
+    num_processes: int = 1,
+    progress: bool = False,
+) -> Calibrator:
+    """Fit temperature or vector scaling on every case of `pred_folders`, minimising the NLL over ROI voxels.
+
+    Args:
+        gt_folder: reference segmentations `CASE{file_ending}` (may hold more cases than the predictions).
+        pred_folders: folders of `CASE.npz` (e.g. each fold's `validation/` of `nnUNetv2_train --npz`); a case
+            may be in one folder only.
+        dataset_json: the dataset's dataset.json.
+        method: "temperature" (one T) or "vector" (a temperature and a bias per channel or region).
+        roi: voxels fitted on: `all`, `band:D` or `mask:FOLDER`, as the report's `--roi`.
+        num_processes: worker processes (1: in this process, reading ahead in a thread).
+        progress: progress bars and one line per pass on stderr.
+
+    Returns:
+        The calibrator, with its fit summary.
+
+    Raises:
+        ReportError: any bad input, or a fit that cannot give a calibrator, in one line.
+    """
+    if method not in METHODS:
+        raise ReportError(f"--method: expected one of {', '.join(METHODS)}, but got {method!r}")
+    if not pred_folders:
+        raise ReportError("VAL_PRED_FOLDER: give at least one folder of validation predictions")
+    options = check_options(20, roi, num_processes, bootstrap=0)
+    dataset = load_dataset_json(dataset_json)
+    layout = dataset.layout
+    cases = collect_pooled_cases(
+        gt_folder,
+        list(pred_folders),
+        dataset.file_ending,
+        mask_folder=options.roi.folder if options.roi.kind == "mask" else None,
+    )
+    reader_class = reader_for(dataset, cases[0].reference)
+    tasks = [CaseTask(files, reader_class, layout, options) for files in cases]
+    parameters = Parameters(method, layout.n_channels, layout.softmax)
+    processes = min(options.num_processes, len(tasks))
+    with WorkerPool(processes) as pool:
+        passes = _Passes(tasks, parameters, pool if processes > 1 else None, progress)
+        try:
+            result = minimise(passes, parameters, on_pass=_report_pass(progress))
+        except FitError as error:
+            raise ReportError(f"{', '.join(map(str, pred_folders))}: {error}") from None
+    scale, bias = parameters.scale_bias(result.theta)
+    summary = FitSummary(
+        cases=len(tasks),
+        voxels=result.final.voxels,
+        nll_before=result.start.nll / result.start.voxels,
+        nll_after=result.final.nll / result.final.voxels,
+        passes=result.passes,
+        newton_decrement=result.decrement,
+        saturated_fraction=passes.saturated / max(passes.values, 1),
+        roi=str(options.roi),
+        folders=tuple(str(Path(folder)) for folder in pred_folders),
+    )
+    return Calibrator(
+        method=method,
+        temperatures=tuple(float(1.0 / a) for a in scale),
+        biases=tuple(float(b) for b in bias),
+        n_channels=layout.n_channels,
+        region_based=layout.region_based,
+        names=layout.names,
+        file_ending=dataset.file_ending,
+        fit=summary,
+    )

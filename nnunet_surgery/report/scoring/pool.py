@@ -88,7 +88,7 @@ class WorkerPool(Generic[Task, Result]):
         self._start(min(self.num_processes, len(tasks)))
         workers = self._workers
         held: dict[int, int] = {}  # worker -> index of the task it holds
-        done: dict[int, Result] = {}
+        done: dict[int, tuple[bool, Result | Exception]] = {}
         next_task = next_result = 0
 
         def feed() -> None:
@@ -105,7 +105,10 @@ class WorkerPool(Generic[Task, Result]):
             feed()
             while next_result < len(tasks):
                 if next_result in done:
-                    yield done.pop(next_result)
+                    ok, value = done.pop(next_result)
+                    if not ok:  # raised in task order, whichever worker failed first
+                        raise value
+                    yield value
                     next_result += 1
                     feed()
                     continue
@@ -126,9 +129,7 @@ class WorkerPool(Generic[Task, Result]):
                             "processes (-np)"
                         ) from None
                     del held[worker]
-                    if not ok:
-                        raise value
-                    done[index] = value
+                    done[index] = (ok, value)
                 feed()
             finished = True
         finally:

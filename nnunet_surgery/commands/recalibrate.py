@@ -98,6 +98,7 @@ def _fit(args: argparse.Namespace, processes: int) -> str:
 
     from nnunet_surgery.files import check_writable
     from nnunet_surgery.recalibration.fit import fit_calibrator
+    from nnunet_surgery.recalibration.objective import SCALE_MIN
     from nnunet_surgery.report import ReportError
 
     output = Path(args.output)
@@ -121,6 +122,12 @@ def _fit(args: argparse.Namespace, processes: int) -> str:
     shown = ", ".join(
         f"{t:.4g}" for t in calibrator.temperatures[: 1 if args.method == "temperature" else None]
     )
+    if fit.at_bound:
+        print(
+            f"warning: a temperature reached its limit of {1 / SCALE_MIN:g}: the validation probabilities carry "
+            "(almost) no information on the labels (an undertrained model?)",
+            file=sys.stderr,
+        )
     return (
         f"wrote {output}: {args.method} T = {shown}; NLL {fit.nll_before:.5g} -> {fit.nll_after:.5g} nats/voxel "
         f"on {fit.voxels} voxels of {fit.cases} case(s), {fit.passes} passes"

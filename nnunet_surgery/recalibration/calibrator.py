@@ -39,6 +39,8 @@ class FitSummary:
         saturated_fraction: fraction of probability values clamped (docs/recalibration.md#saturated-probabilities).
         roi: the `--roi` used.
         folders: the prediction folders fitted on.
+        at_bound: a temperature stopped at its limit of 1000 (`objective.SCALE_MIN`): the probabilities carry
+            (almost) no information on the labels, or rank voxels against them.
     """
 
     cases: int
@@ -50,6 +52,7 @@ class FitSummary:
     saturated_fraction: float
     roi: str
     folders: tuple[str, ...]
+    at_bound: bool = False
 
 
 @dataclass(frozen=True)

@@ -232,6 +232,7 @@ def fit_calibrator(
         saturated_fraction=passes.saturated / max(passes.values, 1),
         roi=str(options.roi),
         folders=tuple(str(Path(folder)) for folder in pred_folders),
+        at_bound=parameters.at_bound(result.theta),
     )
     return Calibrator(
         method=method,

@@ -3,7 +3,8 @@
 Each pass returns the exact NLL, gradient and Hessian at one point (`objective.newton_stats`, summed over
 every voxel of every case), so the fit is exact, not a sample's, and memory does not grow with the data.
 From the identity (no scaling) each step solves `H d = -g` and is accepted when it decreases the NLL by
-Armijo's rule (up to float64 rounding of the sums), else halved; a step that would make a scale non-positive is shortened first. It stops when
+Armijo's rule (up to float64 rounding of the sums), else halved; scales are kept at or above
+`objective.SCALE_MIN` (a temperature of at most 1000) by projection. It stops when
 the Newton decrement `g^T H^-1 g / 2`, the predicted NLL still to gain, is below `tolerance` nats per voxel
 (docs/recalibration.md#fitting).
 """
@@ -53,14 +54,19 @@ class NewtonResult:
     decrement: float
 
 
-def _direction(stats: NewtonStats) -> np.ndarray:
-    """Newton direction `-H^-1 g`; a (near-)singular Hessian gets a ridge of 1e-12 of its largest diagonal."""
-    hessian = stats.hessian
+def _direction(stats: NewtonStats, free: np.ndarray) -> np.ndarray:
+    """Newton direction `-H^-1 g` in the free parameters (0 in the others); a (near-)singular Hessian gets a
+    ridge of 1e-12 of its largest diagonal."""
+    direction = np.zeros_like(stats.gradient)
+    if not free.any():
+        return direction
+    hessian, gradient = stats.hessian[np.ix_(free, free)], stats.gradient[free]
     ridge = 1e-12 * max(float(np.max(np.abs(np.diag(hessian)))), 1e-300)
     try:
-        return -np.linalg.solve(hessian + ridge * np.eye(len(hessian)), stats.gradient)
+        direction[free] = -np.linalg.solve(hessian + ridge * np.eye(len(hessian)), gradient)
     except np.linalg.LinAlgError:
-        return -stats.gradient / max(float(np.max(np.diag(hessian))), 1.0)
+        direction[free] = -gradient / max(float(np.max(np.diag(hessian))), 1.0)
+    return direction
 
 
 def minimise(
@@ -71,19 +77,22 @@ def minimise(
     max_passes: int = MAX_PASSES,
     on_pass: Callable[[int, np.ndarray, NewtonStats], None] | None = None,
 ) -> NewtonResult:
-    """Minimise the summed NLL from the identity; `evaluate(theta)` is one pass over the data.
+    """Minimise the summed NLL from the identity, scales bounded below; `evaluate(theta)` is one pass.
+
+    Projected Newton (Bertsekas): a scale at its bound whose gradient pushes it further down is held
+    there, the others take a Newton step, and the step is projected back onto the bounds.
 
     Args:
         evaluate: exact statistics at `theta`.
-        parameters: the parameter layout (its identity is the start; scales must stay positive).
+        parameters: the parameter layout (its identity is the start, `lower_bounds` the bounds).
         tolerance: stop when the Newton decrement per voxel is below it.
         max_passes: give up after this many evaluations.
         on_pass: called after each pass with (pass number, theta, statistics), e.g. for progress.
 
     Raises:
-        FitError: no voxels, no convergence within `max_passes`, or an optimum with a non-positive scale
-            (probabilities that rank voxels against their labels).
+        FitError: no voxels, or no convergence within `max_passes`.
     """
+    lower = parameters.lower_bounds()
     theta = parameters.identity()
     stats = start = evaluate(theta)
     passes = 1
@@ -93,9 +102,9 @@ def minimise(
         raise FitError("no voxels to fit on (empty region of interest in every case)")
     step = 1.0
     while True:
-        direction = _direction(stats)
-        slope = float(stats.gradient @ direction)
-        decrement = max(-slope, 0.0) / 2 / stats.voxels
+        free = ~((theta <= lower) & (stats.gradient > 0))
+        direction = _direction(stats, free)
+        decrement = max(-float(stats.gradient @ direction), 0.0) / 2 / stats.voxels
         if decrement <= tolerance:
             return NewtonResult(theta, start, stats, passes, decrement)
         if passes >= max_passes:
@@ -103,19 +112,13 @@ def minimise(
                 f"no convergence in {max_passes} passes over the data (Newton decrement {decrement:.3g} "
                 f"nats per voxel, tolerance {tolerance:g})"
             )
-        while not parameters.feasible(theta + step * direction):
-            step /= 2
-            if step < 1e-12:
-                raise FitError(
-                    "the best fit needs a non-positive scale (the probabilities rank voxels against their "
-                    "labels): no calibrator that keeps argmax / thresholds exists"
-                )
-        candidate = theta + step * direction
+        candidate = np.maximum(theta + step * direction, lower)
         trial = evaluate(candidate)
         passes += 1
         if on_pass is not None:
             on_pass(passes, candidate, trial)
-        if trial.nll <= stats.nll + ARMIJO * step * slope + ROUNDING * abs(stats.nll):
+        slope = float(stats.gradient @ (candidate - theta))
+        if trial.nll <= stats.nll + ARMIJO * slope + ROUNDING * abs(stats.nll):
             theta, stats, step = candidate, trial, 1.0
         else:
             step /= 2

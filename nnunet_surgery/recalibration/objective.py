@@ -21,9 +21,12 @@ from typing import Literal
 
 import numpy as np
 
-__all__ = ["METHODS", "Method", "NewtonStats", "Parameters", "newton_stats"]
+__all__ = ["METHODS", "SCALE_MIN", "Method", "NewtonStats", "Parameters", "newton_stats"]
 
 Method = Literal["temperature", "vector"]
+#: Smallest scale `1 / T` a fit may reach (T at most 1000): probabilities that carry no information on the
+#: labels, or rank voxels against them, would otherwise ask for T -> infinity or a negative scale.
+SCALE_MIN = 1e-3
 METHODS: tuple[str, ...] = ("temperature", "vector")
 
 
@@ -68,9 +71,16 @@ class Parameters:
             return np.array([float(scale[0])])
         return np.concatenate((scale, bias[1:] if self.softmax else bias)).astype(float)
 
-    def feasible(self, theta: np.ndarray) -> bool:
-        """Every scale positive: the ranking of each channel's logits (and argmax) is kept."""
-        return bool(np.all(self.scale_bias(theta)[0] > 0))
+    def lower_bounds(self) -> np.ndarray:
+        """`(P,)` lower bounds: SCALE_MIN for scales (which keeps each channel's ranking of voxels, argmax and
+        the 0.5 threshold), none for biases."""
+        bounds = np.full(self.size, -np.inf)
+        bounds[: 1 if self.method == "temperature" else self.n_channels] = SCALE_MIN
+        return bounds
+
+    def at_bound(self, theta: np.ndarray) -> bool:
+        """Whether a scale sits at SCALE_MIN (the data asked for an even higher temperature)."""
+        return bool(np.any(theta <= self.lower_bounds()))
 
 
 @dataclass(frozen=True)

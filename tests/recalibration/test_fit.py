@@ -223,3 +223,26 @@ def test_saturated_probabilities_stay_finite(overconfident):
         assert calibrator.fit.saturated_fraction == pytest.approx(np.mean((saved < low) | (saved > high)))
         recalibrated = calibrator.transform(data.probabilities["case_000"])
         assert np.all(np.isfinite(recalibrated))
+
+
+@pytest.mark.parametrize("method", ["temperature", "vector"])
+def test_uninformative_probabilities_stop_at_the_temperature_limit(overconfident, method):
+    from nnunet_surgery.recalibration.objective import SCALE_MIN
+
+    data = overconfident(2, 2.0, CASES_3D[:2], seed=6)
+    for case, saved in data.probabilities.items():  # channels swapped: the model ranks voxels backwards
+        np.savez_compressed(data.folds[0] / f"{case}.npz", probabilities=saved[::-1])
+    calibrator = fit_calibrator(data.gt, data.folds, data.dataset_json, method=method)
+    assert calibrator.fit.at_bound
+    assert max(calibrator.temperatures) == pytest.approx(1 / SCALE_MIN)
+    assert calibrator.fit.nll_after <= calibrator.fit.nll_before
+    # at the bound the NLL still falls towards it: the constrained optimum is there
+    probabilities, labels = _pooled(data)
+    logits = logits_from_probabilities(probabilities[::-1], softmax=True)
+    if method == "temperature":
+        nll = [
+            reference_nll(np.full(2, beta), np.zeros(2), logits, labels, False)
+            for beta in (SCALE_MIN, 2 * SCALE_MIN)
+        ]
+        assert nll[0] < nll[1]
+        assert calibrator.fit.nll_after == pytest.approx(nll[0], rel=1e-12)

@@ -9,6 +9,8 @@ variables pointing into the output folder, so the demo shows exactly what a user
       nnUNet_preprocessed/, nnUNet_results/      nnU-Net's folders
       trainers/demo_trainers.py    short-schedule subclasses (class attributes), on nnUNet_extTrainer
       predictions/TRAINER/         nnUNetv2_predict --save_probabilities output
+      calibrators/TRAINER.json     nnunet-surgery recalibrate fit on the trainer's validation fold
+      predictions/TRAINER+temperature/   nnunet-surgery recalibrate apply output
       report/                      nnunet-surgery report output (tables, reliability diagrams)
       logs/                        the full output of every command
 """
@@ -26,7 +28,15 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-__all__ = ["STOCK_TRAINER", "DemoError", "DemoSettings", "demo_trainers", "run_demo"]
+__all__ = [
+    "RECALIBRATION",
+    "STOCK_TRAINER",
+    "DemoError",
+    "DemoSettings",
+    "demo_trainers",
+    "recalibrated_name",
+    "run_demo",
+]
 
 DATASET_ID = 991
 DATASET_NAME = "SyntheticLesions"
@@ -35,6 +45,13 @@ FOLD = "0"
 
 #: nnU-Net's stock trainer (CE + Dice), the demo's reference besides the registered trainers.
 STOCK_TRAINER = "nnUNetTrainer"
+#: Post-hoc recalibration the demo fits for every trainer on its validation fold.
+RECALIBRATION = "temperature"
+
+
+def recalibrated_name(trainer: str) -> str:
+    """Model name (and predictions folder) of `trainer` after post-hoc recalibration."""
+    return f"{trainer}+{RECALIBRATION}"
 
 
 def demo_trainers() -> tuple[str, ...]:
@@ -266,19 +283,39 @@ class DemoRun:
             / f"fold_{FOLD}"
         )
 
+    def validation_complete(self, trainer: str) -> bool:
+        """Whether nnU-Net's validation wrote the probabilities (`--npz`) of every validation case."""
+        folder = self.results_folder(trainer) / "validation"
+        return (folder / "summary.json").is_file() and any(folder.glob("*.npz"))
+
     def train(self, trainer: str, index: int) -> None:
+        """`nnUNetv2_train ... --npz`: the validation fold's probabilities are what recalibration fits on."""
         name = demo_trainer_name(trainer)
         folder = self.results_folder(trainer)
+        s = self.settings
+        args = [
+            "nnUNetv2_train",
+            str(DATASET_ID),
+            CONFIGURATION,
+            FOLD,
+            "-tr",
+            name,
+            "-device",
+            s.device,
+            "--npz",
+        ]
         if (folder / "checkpoint_final.pth").is_file():
-            self.log(f"[train {index}/{len(self.settings.trainers)}] {name}: finished before, kept")
+            if self.validation_complete(trainer):
+                self.log(f"[train {index}/{len(s.trainers)}] {name}: finished before, kept")
+            else:
+                self.log(f"[train {index}/{len(s.trainers)}] {name}: validation with --npz")
+                self.command(f"validate_{name}", [*args, "--val"])
             return
         resume = (folder / "checkpoint_latest.pth").is_file()
-        s = self.settings
         self.log(
             f"[train {index}/{len(s.trainers)}] {name}: {s.epochs} epochs x {s.iterations_per_epoch} iterations "
             f"on {s.device}{' (resuming)' if resume else ''}"
         )
-        args = ["nnUNetv2_train", str(DATASET_ID), CONFIGURATION, FOLD, "-tr", name, "-device", s.device]
         self.command(f"train_{name}", [*args, *(["--c"] if resume else [])])
 
     def predict(self, trainer: str) -> Path:
@@ -322,7 +359,59 @@ class DemoRun:
         partial.rename(target)
         return target
 
-    def report(self, predictions: list[Path]) -> Path:
+    def calibrate(self, trainer: str) -> Path:
+        """`nnunet-surgery recalibrate fit` on the trainer's validation fold (out-of-fold probabilities)."""
+        target = self.out / "calibrators" / f"{trainer}.json"
+        if target.is_file():
+            self.log(f"[recalibrate] {trainer}: calibrator fitted before, kept")
+            return target
+        target.parent.mkdir(exist_ok=True)
+        self.log(f"[recalibrate] {trainer}: fit {RECALIBRATION} scaling on validation fold {FOLD}")
+        self.command(
+            f"recalibrate_fit_{trainer}",
+            [
+                "nnunet-surgery",
+                "recalibrate",
+                "fit",
+                str(self.dataset / "labelsTr"),
+                str(self.results_folder(trainer) / "validation"),
+                "-djfile",
+                str(self.dataset / "dataset.json"),
+                "-o",
+                str(target),
+                "--method",
+                RECALIBRATION,
+                "-np",
+                "1",
+                "--overwrite",
+            ],
+        )
+        return target
+
+    def recalibrate(self, trainer: str, calibrator: Path, predictions: Path) -> Path:
+        """`nnunet-surgery recalibrate apply` to the trainer's test-set predictions."""
+        target = predictions.with_name(recalibrated_name(trainer))
+        if target.is_dir():
+            self.log(f"[recalibrate] {recalibrated_name(trainer)}: done before, kept")
+            return target
+        self.log(f"[recalibrate] {recalibrated_name(trainer)}: apply to the test predictions")
+        self.command(
+            f"recalibrate_apply_{trainer}",
+            [
+                "nnunet-surgery",
+                "recalibrate",
+                "apply",
+                str(calibrator),
+                str(predictions),
+                "-o",
+                str(target),
+                "-np",
+                "1",
+            ],
+        )
+        return target
+
+    def report(self, predictions: list[Path], names: list[str]) -> Path:
         report_dir = self.out / "report"
         self.log("[report] nnunet-surgery report (with the true probabilities of the test cases)")
         args = [
@@ -335,7 +424,7 @@ class DemoRun:
             "-o",
             str(report_dir),
             "--names",
-            *self.settings.trainers,
+            *names,
             "--truth",
             str(self.dataset / "truthTs"),
             "--overwrite",
@@ -360,7 +449,12 @@ def run_demo(out_dir: Path, settings: DemoSettings, log=print) -> Path:
     for index, trainer in enumerate(settings.trainers, start=1):
         run.train(trainer, index)
     predictions = [run.predict(trainer) for trainer in settings.trainers]
-    return run.report(predictions)
+    recalibrated = [
+        run.recalibrate(trainer, run.calibrate(trainer), folder)
+        for trainer, folder in zip(settings.trainers, predictions, strict=True)
+    ]
+    names = [*settings.trainers, *map(recalibrated_name, settings.trainers)]
+    return run.report([*predictions, *recalibrated], names)
 
 
 def _write_atomic(path: Path, text: str) -> None:

@@ -8,9 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from nnunet_surgery.demo import STOCK_TRAINER, DemoError, DemoSettings, run_demo
+from nnunet_surgery.demo import STOCK_TRAINER, DemoError, DemoSettings, recalibrated_name, run_demo
 
 TINY = [
     "--epochs",
@@ -50,7 +51,18 @@ def test_demo_runs_resumes_and_refuses_other_settings(tmp_path: Path) -> None:
     assert "Epoch 0" in first.stdout  # nnU-Net's progress reaches the user
 
     report = json.loads((out / "report" / "calibration.json").read_text())
-    assert set(report["models"]) == set(DemoSettings().trainers)
+    trainers = DemoSettings().trainers
+    assert set(report["models"]) == {*trainers, *map(recalibrated_name, trainers)}
+    for trainer in trainers:  # fitted on the validation fold; the test maps keep their argmax
+        calibrator = json.loads((out / "calibrators" / f"{trainer}.json").read_text())
+        assert calibrator["method"] == "temperature" and calibrator["temperature"] > 0
+        assert calibrator["fit"]["nll_after"] <= calibrator["fit"]["nll_before"]
+        for saved in (out / "predictions" / trainer).glob("*.npz"):
+            recalibrated = out / "predictions" / recalibrated_name(trainer) / saved.name
+            with np.load(saved) as before, np.load(recalibrated) as after:
+                np.testing.assert_array_equal(
+                    before["probabilities"].argmax(0), after["probabilities"].argmax(0)
+                )
     for model in report["models"].values():
         lesion = model["labels"]["lesion"]
         assert set(lesion["pooled"]) >= {"nll", "ece", "mce", "ace", "brier"}

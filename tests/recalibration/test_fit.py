@@ -246,3 +246,22 @@ def test_uninformative_probabilities_stop_at_the_temperature_limit(overconfident
         ]
         assert nll[0] < nll[1]
         assert calibrator.fit.nll_after == pytest.approx(nll[0], rel=1e-12)
+
+
+def test_fit_memory_does_not_grow_with_the_number_of_cases(overconfident):
+    import tracemalloc
+
+    shape = (24, 64, 64)
+    case_bytes = 4 * 2 * np.prod(shape)  # one case's float32 probabilities
+    warm = overconfident(2, 2.0, CASES_3D[:1], seed=1)
+    fit_calibrator(warm.gt, warm.folds, warm.dataset_json)  # imports (nnU-Net's LabelManager) before tracing
+    peaks = {}
+    for n in (2, 8):
+        data = overconfident(2, 2.0, (shape,) * n, seed=n)
+        tracemalloc.start()
+        fit_calibrator(data.gt, data.folds, data.dataset_json)
+        peaks[n] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    # the same peak (one case being scored, the next read ahead, float64 chunks) whatever N
+    assert peaks[2] > 2 * case_bytes  # the cases themselves are traced
+    assert peaks[8] - peaks[2] < 0.25 * case_bytes, peaks

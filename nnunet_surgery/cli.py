@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "trainers-dir": "trainers_dir",
     "report": "report",
     "recalibrate": "recalibrate",
+    "maps": "maps",
     "demo": "demo",
 }
 

@@ -43,6 +43,7 @@ __all__ = [
     "CaseTask",
     "ModelCaseStats",
     "PreparedCase",
+    "check_probability_shape",
     "finish_case",
     "prepare_case",
     "score_case",
@@ -180,7 +181,9 @@ def _read_reference(task: CaseTask) -> _Reference:
     )
 
 
-def _check_shape(path: Path, shape: tuple[int, ...], expected: tuple[int, ...], layout: LabelLayout) -> None:
+def check_probability_shape(
+    path: Path, shape: tuple[int, ...], expected: tuple[int, ...], layout: LabelLayout
+) -> None:
     """Refuse a probability array's (declared) shape unless it is `expected`, saying how it differs."""
     if shape == expected:
         return
@@ -218,7 +221,7 @@ def _load_checked(path: Path, reference: _Reference, layout: LabelLayout) -> np.
     """(C, N) probabilities of `path`, shape-checked against the reference (values: see `_checked_chunk`)."""
     expected = (layout.n_channels, *reference.shape[1:])
     probabilities = load_probabilities(
-        path, check_shape=lambda shape: _check_shape(path, shape, expected, layout)
+        path, check_shape=lambda shape: check_probability_shape(path, shape, expected, layout)
     )
     return np.ascontiguousarray(probabilities).reshape(expected[0], -1)
 

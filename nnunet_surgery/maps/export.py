@@ -1,0 +1,237 @@
+"""`export_maps`: probability and uncertainty maps of nnU-Net predictions as NIfTI files, case by case.
+
+For every case of the prediction folders (one folder: one model; several: an ensemble, e.g. the 5 folds'
+predictions of the same cases), `OUT_DIR/CASE/` receives, in the geometry of the reference file
+`CASE{file_ending}` (or the image `CASE_0000{file_ending}`) as nnU-Net's reader reads it:
+
+    <label>_probability.nii.gz   mean probability of each foreground label or region (float32)
+    entropy.nii.gz               entropy of the mean (nats)
+    <label>_std.nii.gz           std across the folders (several folders only)
+    mutual_information.nii.gz    H(mean) - mean H(folder) (several folders only)
+
+Probabilities are read memory-safely (never unpickled; shapes checked against the reference before
+decompression) and checked like the report's; `.pkl` files are never read. Each case is written into a
+hidden folder that is renamed to `OUT_DIR/CASE` when complete (docs/maps.md).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from nnunet_surgery.calibration import ProbabilityError, check_probabilities
+from nnunet_surgery.files import check_writable
+from nnunet_surgery.maps.geometry import read_geometry
+from nnunet_surgery.maps.uncertainty import EnsembleSums
+from nnunet_surgery.report.errors import ReportError
+from nnunet_surgery.report.inputs import (
+    LabelLayout,
+    case_files,
+    load_dataset_json,
+    load_probabilities,
+    reader_for,
+)
+from nnunet_surgery.report.inputs.folders import NPZ_ENDING
+from nnunet_surgery.report.scoring.case import check_probability_shape
+from nnunet_surgery.report.scoring.pool import ordered_map
+
+__all__ = ["MapsTask", "export_case", "export_maps", "map_file_names"]
+
+IMAGE_SUFFIX = "_0000"
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name)
+
+
+def map_file_names(layout: LabelLayout, members: int) -> list[str]:
+    """The files of one case folder, in writing order."""
+    names = [f"{_safe(name)}_probability.nii.gz" for name in layout.names] + ["entropy.nii.gz"]
+    if members > 1:
+        names += [f"{_safe(name)}_std.nii.gz" for name in layout.names] + ["mutual_information.nii.gz"]
+    return names
+
+
+@dataclass(frozen=True)
+class MapsTask:
+    """One case to export; picklable for a worker process.
+
+    Attributes:
+        case: case identifier.
+        reference: the file whose geometry the maps get.
+        predictions: its `CASE.npz` in every folder.
+        reader_class: nnU-Net's reader for the reference.
+        layout: labels / regions of dataset.json.
+        out_dir: OUT_DIR (the case goes to `out_dir / case`).
+        overwrite: replace an existing `out_dir / case`.
+    """
+
+    case: str
+    reference: Path
+    predictions: tuple[Path, ...]
+    reader_class: type
+    layout: LabelLayout
+    out_dir: Path
+    overwrite: bool
+
+
+def _member(path: Path, expected: tuple[int, ...], layout: LabelLayout) -> np.ndarray:
+    probabilities = load_probabilities(
+        path, check_shape=lambda shape: check_probability_shape(path, shape, expected, layout)
+    )
+    try:
+        low, high = check_probabilities(probabilities, softmax=layout.softmax)
+    except ProbabilityError as error:
+        raise ReportError(f"{path}: {error}") from None
+    return probabilities if low >= 0.0 and high <= 1.0 else np.clip(probabilities, 0.0, 1.0)
+
+
+def export_case(task: MapsTask) -> str:
+    """Write one case's maps into `out_dir/case` (whole or not at all); returns the case.
+
+    Raises:
+        ReportError: unreadable, mismatched or invalid files, naming the file.
+    """
+    layout = task.layout
+    geometry = read_geometry(task.reader_class, task.reference)
+    expected = (layout.n_channels, *geometry.shape)
+    sums = EnsembleSums(softmax=layout.softmax)
+    for path in task.predictions:
+        sums.add(_member(path, expected, layout))
+    maps = sums.maps()
+    del sums
+    target = task.out_dir / task.case
+    staging = Path(tempfile.mkdtemp(prefix=f".{task.case}.", suffix=".partial", dir=task.out_dir))
+    try:
+        arrays = [maps.mean[channel] for channel in layout.channels] + [maps.entropy]
+        if maps.members > 1:
+            arrays += [maps.std[channel] for channel in layout.channels] + [maps.mutual_information]
+        for name, array in zip(map_file_names(layout, maps.members), arrays, strict=True):
+            geometry.write(array, staging / name)
+        staging.chmod(0o777 & ~_umask())
+        if target.exists():
+            if not task.overwrite:
+                raise ReportError(f"{target}: exists; pass --overwrite to replace it")
+            old = Path(tempfile.mkdtemp(prefix=f".{task.case}.", suffix=".old", dir=task.out_dir))
+            os.replace(target, old / task.case)
+            os.rename(staging, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(staging, target)
+    except OSError as error:
+        raise ReportError(f"{target}: cannot write the maps ({error.strerror or error})") from None
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return task.case
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _reference_files(folder: Path, ending: str) -> dict[str, Path]:
+    """`{case: file}`: segmentations `CASE{ending}`, or images `CASE_0000{ending}` (first channel)."""
+    files = case_files(folder, ending, "reference")
+    images = {case[: -len(IMAGE_SUFFIX)]: path for case, path in files.items() if case.endswith(IMAGE_SUFFIX)}
+    return {**images, **{case: path for case, path in files.items() if not case.endswith(IMAGE_SUFFIX)}}
+
+
+def export_maps(
+    pred_folders: list[str | Path],
+    reference_folder: str | Path,
+    dataset_json: str | Path,
+    out_dir: str | Path,
+    *,
+    num_processes: int = 1,
+    overwrite: bool = False,
+    progress: bool = False,
+) -> list[str]:
+    """Write the maps of every case of `pred_folders` into `out_dir/CASE/`.
+
+    Args:
+        pred_folders: folders of `CASE.npz` holding the same cases (one model, or the members of an ensemble).
+        reference_folder: `CASE{file_ending}` segmentations or `CASE_0000{file_ending}` images.
+        dataset_json: the dataset's dataset.json (labels / regions, file ending, reader).
+        out_dir: output folder.
+        num_processes: worker processes (1: in this process).
+        overwrite: replace case folders already in `out_dir`.
+        progress: show a progress bar.
+
+    Returns:
+        The cases written.
+
+    Raises:
+        ReportError: any bad input or unwritable output, in one line, before or while a case is written
+            (cases finished before stay: each case folder is complete or absent).
+    """
+    from tqdm import tqdm
+
+    if not pred_folders:
+        raise ReportError("PRED_FOLDER: give at least one prediction folder")
+    if isinstance(num_processes, bool) or not isinstance(num_processes, int) or num_processes < 1:
+        raise ReportError(f"-np: the number of processes must be an integer >= 1, but got {num_processes!r}")
+    dataset = load_dataset_json(dataset_json)
+    folders = [Path(folder) for folder in pred_folders]
+    if len({folder.resolve() for folder in folders}) != len(folders):
+        raise ReportError("PRED_FOLDER: a prediction folder is given twice")
+    out_dir = Path(out_dir)
+    if out_dir.resolve() in {folder.resolve() for folder in (*folders, Path(reference_folder))}:
+        raise ReportError(f"{out_dir}: OUT_DIR must not be an input folder")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ReportError(f"{out_dir}: OUT_DIR exists and is not a folder")
+    references = _reference_files(Path(reference_folder), dataset.file_ending)
+    members = [case_files(folder, NPZ_ENDING, "prediction") for folder in folders]
+    cases = sorted(members[0])
+    for folder, files in zip(folders, members, strict=True):
+        if files.keys() != set(cases):
+            differ = sorted(set(cases) ^ files.keys())
+            raise ReportError(
+                f"{folder}: holds other cases than {folders[0]} (e.g. {differ[0]}): every folder must hold the same cases"
+            )
+    missing = [case for case in cases if case not in references]
+    if missing:
+        raise ReportError(
+            f"{reference_folder}: no reference CASE{dataset.file_ending} or image CASE{IMAGE_SUFFIX}{dataset.file_ending} "
+            f"for case {missing[0]}" + (f" and {len(missing) - 1} more" if len(missing) > 1 else "")
+        )
+    if out_dir.is_dir() and not overwrite:
+        existing = sorted(case for case in cases if (out_dir / case).exists())
+        if existing:
+            raise ReportError(
+                f"{out_dir}: already holds maps of {existing[0]}; pass --overwrite to replace them"
+            )
+    check_writable(out_dir, "OUT_DIR")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ReportError(f"{out_dir}: cannot create OUT_DIR ({error.strerror or error})") from None
+    reader_class = reader_for(dataset, references[cases[0]])
+    tasks = [
+        MapsTask(case, references[case], tuple(files[case] for files in members), reader_class, dataset.layout,
+                 out_dir.absolute(), overwrite)
+        for case in cases
+    ]  # fmt: skip
+    results = (
+        ordered_map(export_case, tasks, num_processes, name=lambda task: task.case)
+        if num_processes > 1
+        else map(export_case, tasks)
+    )
+    bar = tqdm(
+        results,
+        total=len(tasks),
+        desc="maps",
+        unit="case",
+        file=sys.stderr,
+        disable=None if progress else True,
+    )
+    return list(bar)

@@ -85,6 +85,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also compute another tool's conventions: monai adds MONAI's per-image CalibrationErrorMetric ECE "
         "(20 bins, its edges, background excluded, mean over cases)",
     )
+    parser.add_argument(
+        "--images",
+        default=None,
+        metavar="IMAGES_FOLDER",
+        help="images CASE_0000{file_ending} (e.g. imagesTs) for --gallery",
+    )
+    parser.add_argument(
+        "--gallery",
+        type=int,
+        default=0,
+        metavar="K",
+        help="gallery/CASE.png for the K cases where the models' case ECE differs most and each model's worst "
+        "case (image slice, reference contour, each model's probability), and case_ece_<label>.png. Default: 0",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace a report already in OUT_DIR")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
 
@@ -114,6 +128,8 @@ def run(args: argparse.Namespace) -> int:
             bootstrap=args.bootstrap,
             seed=args.bootstrap_seed,
             preset=args.preset,
+            images_folder=args.images,
+            gallery=args.gallery,
             overwrite=args.overwrite,
             progress=args.progress,
         )

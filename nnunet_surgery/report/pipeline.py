@@ -17,6 +17,7 @@ from nnunet_surgery.report.inputs import (
 )
 from nnunet_surgery.report.outputs import check_out_dir, report_json, write_report
 from nnunet_surgery.report.scoring import CalibrationReport, CaseTask, Sources, score_report
+from nnunet_surgery.report.scoring.gallery import GalleryCase, read_gallery
 
 __all__ = ["build_report", "generate_report"]
 
@@ -44,7 +45,7 @@ def build_report(
         ReportError: any bad input, with a one-line message naming the file or argument.
     """
     options = check_options(n_bins, roi, num_processes, bootstrap, seed, preset)
-    return _score(gt_folder, pred_folders, dataset_json, options, names, truth_folder, progress)
+    return _score(gt_folder, pred_folders, dataset_json, options, names, truth_folder, progress)[0]
 
 
 def _score(
@@ -55,7 +56,9 @@ def _score(
     names: list[str] | None,
     truth_folder: str | Path | None,
     progress: bool,
-) -> CalibrationReport:
+    images_folder: str | Path | None = None,
+    gallery: int = 0,
+) -> tuple[CalibrationReport, tuple[GalleryCase, ...]]:
     if not pred_folders:
         raise ReportError("PRED_FOLDER: give at least one prediction folder")
     dataset = load_dataset_json(dataset_json)
@@ -75,7 +78,21 @@ def _score(
         truth_folder=None if truth_folder is None else Path(truth_folder),
     )
     folders = [Path(folder) for folder in pred_folders]
-    return score_report(tasks, list(zip(models, folders)), sources, progress=progress)
+    report = score_report(tasks, list(zip(models, folders)), sources, progress=progress)
+    if not gallery:
+        return report, ()
+    return report, read_gallery(
+        report, gallery, Path(images_folder), dataset.file_ending, reader_class, dataset.layout
+    )
+
+
+def _check_gallery(images_folder: str | Path | None, gallery: int) -> None:
+    if isinstance(gallery, bool) or not isinstance(gallery, int) or gallery < 0:
+        raise ReportError(f"--gallery: the number of cases must be an integer >= 0, but got {gallery!r}")
+    if gallery and images_folder is None:
+        raise ReportError("--gallery: needs --images IMAGES_FOLDER (the images CASE_0000{file_ending} shown)")
+    if images_folder is not None and not Path(images_folder).is_dir():
+        raise ReportError(f"{images_folder}: --images folder does not exist or is not a folder")
 
 
 def generate_report(
@@ -92,6 +109,8 @@ def generate_report(
     bootstrap: int = DEFAULT_RESAMPLES,
     seed: int = 0,
     preset: str | None = None,
+    images_folder: str | Path | None = None,
+    gallery: int = 0,
     overwrite: bool = False,
     progress: bool = False,
 ) -> dict:
@@ -114,6 +133,8 @@ def generate_report(
         bootstrap: case-level bootstrap resamples for 95% intervals and paired comparisons (0: none).
         seed: the bootstrap's seed.
         preset: also compute another tool's conventions: "monai" (MONAI's per-image ECE), or None.
+        images_folder: images `CASE_0000{file_ending}` for the gallery.
+        gallery: cases in the gallery (`gallery/CASE.png`, plus per-case ECE plots); 0: none.
         overwrite: replace a report already in OUT_DIR.
         progress: show a progress bar on a terminal.
 
@@ -124,10 +145,13 @@ def generate_report(
         ReportError: any bad input, with a one-line message naming the file or argument.
     """
     options = check_options(n_bins, roi, num_processes, bootstrap, seed, preset)
+    _check_gallery(images_folder, gallery)
     check_out_dir(out_dir, overwrite)
     inputs = {Path(p).resolve() for p in (gt_folder, *pred_folders)}
     if Path(out_dir).resolve() in inputs:
         raise ReportError(f"{out_dir}: OUT_DIR must not be an input folder")
-    report = _score(gt_folder, pred_folders, dataset_json, options, names, truth_folder, progress)
-    write_report(out_dir, report, overwrite=overwrite)
+    report, cases = _score(
+        gt_folder, pred_folders, dataset_json, options, names, truth_folder, progress, images_folder, gallery
+    )
+    write_report(out_dir, report, overwrite=overwrite, gallery=cases)
     return report_json(report)

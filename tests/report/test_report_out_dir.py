@@ -41,7 +41,7 @@ def test_out_dir_that_cannot_be_written_is_refused_before_scoring(build, tmp_pat
 def test_a_full_disk_at_the_end_leaves_no_output(build, tmp_path, capsys, monkeypatch, no_plots):
     folders = build()
 
-    def full_disk(folder, report):
+    def full_disk(folder, report, gallery=()):
         (folder / "calibration.json").write_text("{")  # half-written, then the disk is full
         raise OSError(errno.ENOSPC, "No space left on device")
 

@@ -15,9 +15,11 @@ from pathlib import Path
 from nnunet_surgery.files import check_writable, default_dir_mode
 from nnunet_surgery.report.errors import ReportError
 from nnunet_surgery.report.outputs.calibration_json import report_json
+from nnunet_surgery.report.outputs.gallery import GALLERY_FOLDER, write_case_ece_plots, write_gallery
 from nnunet_surgery.report.outputs.plots import write_reliability_diagrams
 from nnunet_surgery.report.outputs.tables import comparison_report, write_csv, write_markdown
 from nnunet_surgery.report.scoring import CalibrationReport
+from nnunet_surgery.report.scoring.gallery import GalleryCase
 
 __all__ = ["JSON_NAME", "check_out_dir", "is_report_file", "write_report", "write_report_files"]
 
@@ -26,8 +28,13 @@ _TABLE_NAMES = ("calibration.csv", "calibration.md", "comparison.md")
 
 
 def is_report_file(name: str) -> bool:
-    """Whether a file name belongs to a report (calibration.json/csv/md, comparison.md, reliability_*.png)."""
-    return name in (JSON_NAME, *_TABLE_NAMES) or (name.startswith("reliability_") and name.endswith(".png"))
+    """Whether a name in OUT_DIR belongs to a report (calibration.json/csv/md, comparison.md,
+    reliability_*.png, case_ece_*.png, the gallery folder)."""
+    return (
+        name in (JSON_NAME, *_TABLE_NAMES, GALLERY_FOLDER)
+        or (name.startswith("reliability_") and name.endswith(".png"))
+        or (name.startswith("case_ece_") and name.endswith(".png"))
+    )
 
 
 def check_out_dir(out_dir: str | Path, overwrite: bool) -> None:
@@ -49,9 +56,12 @@ def check_out_dir(out_dir: str | Path, overwrite: bool) -> None:
             )
 
 
-def write_report_files(folder: str | Path, report: CalibrationReport) -> None:
+def write_report_files(
+    folder: str | Path, report: CalibrationReport, gallery: tuple[GalleryCase, ...] = ()
+) -> None:
     """calibration.json (sort_keys, NaN where undefined), calibration.csv, calibration.md, comparison.md
-    (several models, with bootstrap) and the diagrams."""
+    (several models, with bootstrap) and the diagrams; with a gallery, gallery/CASE.png and the per-case
+    ECE plots."""
     folder = Path(folder)
     with (folder / JSON_NAME).open("w") as handle:
         json.dump(report_json(report), handle, indent=2, sort_keys=True)
@@ -61,9 +71,18 @@ def write_report_files(folder: str | Path, report: CalibrationReport) -> None:
     if report.bootstrap is not None and len(report.models) > 1:
         (folder / _TABLE_NAMES[2]).write_text(comparison_report(report))
     write_reliability_diagrams(folder, report)
+    if gallery:
+        write_gallery(folder, gallery)
+        write_case_ece_plots(folder, report)
 
 
-def write_report(out_dir: str | Path, report: CalibrationReport, *, overwrite: bool = False) -> Path:
+def write_report(
+    out_dir: str | Path,
+    report: CalibrationReport,
+    *,
+    overwrite: bool = False,
+    gallery: tuple[GalleryCase, ...] = (),
+) -> Path:
     """Write all report files into OUT_DIR atomically.
 
     Returns:
@@ -72,16 +91,18 @@ def write_report(out_dir: str | Path, report: CalibrationReport, *, overwrite: b
     out_dir = Path(out_dir).absolute()
     check_out_dir(out_dir, overwrite)
     try:
-        return _write(out_dir, report, overwrite)
+        return _write(out_dir, report, overwrite, gallery)
     except OSError as error:  # a full disk, a folder made read-only meanwhile
         raise ReportError(f"{out_dir}: cannot write the report ({error.strerror or error})") from None
 
 
-def _write(out_dir: Path, report: CalibrationReport, overwrite: bool) -> Path:
+def _write(
+    out_dir: Path, report: CalibrationReport, overwrite: bool, gallery: tuple[GalleryCase, ...]
+) -> Path:
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
     try:
-        write_report_files(staging, report)
+        write_report_files(staging, report, gallery)
         if not out_dir.exists():
             staging.chmod(default_dir_mode())
             os.rename(staging, out_dir)
@@ -89,8 +110,8 @@ def _write(out_dir: Path, report: CalibrationReport, overwrite: bool) -> Path:
         check_out_dir(out_dir, overwrite)
         new = sorted(staging.iterdir(), key=lambda entry: entry.name == JSON_NAME)  # calibration.json last
         for old in out_dir.iterdir():
-            if is_report_file(old.name) and not (staging / old.name).exists():
-                old.unlink()
+            if is_report_file(old.name) and (old.is_dir() or not (staging / old.name).exists()):
+                shutil.rmtree(old) if old.is_dir() else old.unlink()
         for entry in new:
             os.replace(entry, out_dir / entry.name)
         return out_dir

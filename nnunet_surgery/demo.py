@@ -11,7 +11,8 @@ variables pointing into the output folder, so the demo shows exactly what a user
       predictions/TRAINER/         nnUNetv2_predict --save_probabilities output
       calibrators/TRAINER.json     nnunet-surgery recalibrate fit on the trainer's validation fold
       predictions/TRAINER+temperature/   nnunet-surgery recalibrate apply output
-      report/                      nnunet-surgery report output (tables, reliability diagrams)
+      report/                      nnunet-surgery report output (tables, reliability diagrams, gallery/)
+      maps/TRAINER/CASE/           nnunet-surgery maps output: probability and entropy NIfTI files
       logs/                        the full output of every command
 """
 
@@ -45,6 +46,8 @@ FOLD = "0"
 
 #: nnU-Net's stock trainer (CE + Dice), the demo's reference besides the registered trainers.
 STOCK_TRAINER = "nnUNetTrainer"
+#: Test cases the report's gallery shows (those where the models differ most, and each model's worst).
+GALLERY_CASES = 2
 #: Post-hoc recalibration the demo fits for every trainer on its validation fold.
 RECALIBRATION = "temperature"
 
@@ -411,6 +414,29 @@ class DemoRun:
         )
         return target
 
+    def maps(self, trainer: str, predictions: Path) -> Path:
+        """`nnunet-surgery maps` of the trainer's test predictions: NIfTI files to open in a viewer."""
+        target = self.out / "maps" / trainer
+        self.log(f"[maps] {trainer}: probability and entropy maps of the test cases")
+        self.command(
+            f"maps_{trainer}",
+            [
+                "nnunet-surgery",
+                "maps",
+                str(predictions),
+                "-ref",
+                str(self.dataset / "labelsTs"),
+                "-djfile",
+                str(self.dataset / "dataset.json"),
+                "-o",
+                str(target),
+                "-np",
+                "1",
+                "--overwrite",
+            ],
+        )
+        return target
+
     def report(self, predictions: list[Path], names: list[str]) -> Path:
         report_dir = self.out / "report"
         self.log("[report] nnunet-surgery report (with the true probabilities of the test cases)")
@@ -427,6 +453,10 @@ class DemoRun:
             *names,
             "--truth",
             str(self.dataset / "truthTs"),
+            "--images",
+            str(self.dataset / "imagesTs"),
+            "--gallery",
+            str(GALLERY_CASES),
             "--overwrite",
         ]
         self.command("report", args)
@@ -453,6 +483,8 @@ def run_demo(out_dir: Path, settings: DemoSettings, log=print) -> Path:
         run.recalibrate(trainer, run.calibrate(trainer), folder)
         for trainer, folder in zip(settings.trainers, predictions, strict=True)
     ]
+    for trainer, folder in zip(settings.trainers, predictions, strict=True):
+        run.maps(trainer, folder)
     names = [*settings.trainers, *map(recalibrated_name, settings.trainers)]
     return run.report([*predictions, *recalibrated], names)
 

@@ -9,8 +9,9 @@ from pathlib import Path
 __all__ = ["HELP", "add_arguments", "run"]
 
 HELP = (
-    "generate the synthetic dataset, train SurgeryTrainer and nnUNetTrainer on a short schedule, predict "
-    "the test set and write the calibration report (about 15 minutes on 2 CPU cores)"
+    "generate the synthetic dataset, train SurgeryTrainer and nnUNetTrainer on a short schedule, fit temperature "
+    "scaling on their validation fold, predict the test set and write the calibration report, gallery and maps "
+    "(about 15 minutes on 2 CPU cores)"
 )
 
 
@@ -110,4 +111,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"Report: {report}")
     for diagram in diagrams:
         print(f"Reliability diagram: {diagram}")
+    for image in sorted((report / "gallery").glob("*.png")):
+        print(f"Gallery: {image}")
+    print(f"Probability and entropy maps (NIfTI, open in ITK-SNAP or 3D Slicer): {report.parent / 'maps'}")
     return 0

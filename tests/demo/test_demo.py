@@ -67,6 +67,11 @@ def test_demo_runs_resumes_and_refuses_other_settings(tmp_path: Path) -> None:
         lesion = model["labels"]["lesion"]
         assert set(lesion["pooled"]) >= {"nll", "ece", "mce", "ace", "brier"}
         assert 0 <= lesion["truth"]["pooled"]["mae"] <= 1
+    for trainer in trainers:  # one folder of NIfTI maps per test case
+        cases = sorted(p.name[: -len(".npz")] for p in (out / "predictions" / trainer).glob("*.npz"))
+        assert sorted(p.name for p in (out / "maps" / trainer).iterdir()) == cases
+        assert (out / "maps" / trainer / cases[0] / "lesion_probability.nii.gz").is_file()
+    assert 1 <= len(list((out / "report" / "gallery").glob("*.png"))) <= 2 + len(report["models"])
     assert "| SurgeryTrainer |" in first.stdout and (out / "report" / "reliability_lesion.png").is_file()
     checkpoint = (
         out

@@ -107,10 +107,10 @@ def run(args: argparse.Namespace) -> int:
     table = report / "calibration.md"
     if table.is_file():
         print(f"\n{table.read_text()}")
-    diagrams = sorted(report.glob("*.png"))
+    diagrams = sorted(report.glob("reliability_*.png")) + sorted(report.glob("case_ece_*.png"))
     print(f"Report: {report}")
     for diagram in diagrams:
-        print(f"Reliability diagram: {diagram}")
+        print(f"Diagram: {diagram}")
     for image in sorted((report / "gallery").glob("*.png")):
         print(f"Gallery: {image}")
     print(f"Probability and entropy maps (NIfTI, open in ITK-SNAP or 3D Slicer): {report.parent / 'maps'}")

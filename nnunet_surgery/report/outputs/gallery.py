@@ -57,7 +57,7 @@ def plot_gallery_case(path: Path, entry: GalleryCase) -> None:
     figure.suptitle(f"{selection.case}: p({selection.label}), {selection.reason}", fontsize=10)
     if heat is not None:
         figure.colorbar(heat, ax=list(axes), fraction=0.02, pad=0.02, label=f"p({selection.label})")
-    figure.savefig(path, dpi=100)
+    figure.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(figure)
 
 

@@ -38,30 +38,30 @@ __all__ = ["CaseFit", "FitTask", "fit_calibrator", "fit_case"]
 
 @dataclass(frozen=True)
 class FitTask:
-    """One case at one parameter vector; picklable for a worker process.
+    """One case at a few parameter vectors; picklable for a worker process.
 
     Attributes:
         case: the case's files and how to read them (one prediction).
         parameters: method and channel layout.
-        theta: `(P,)` parameters to evaluate at.
+        thetas: `(P,)` parameter vectors to evaluate at.
     """
 
     case: CaseTask
     parameters: Parameters
-    theta: np.ndarray
+    thetas: tuple[np.ndarray, ...]
 
 
 @dataclass(frozen=True)
 class CaseFit:
-    """One case's sums at one parameter vector.
+    """One case's sums at each parameter vector of its task.
 
     Attributes:
-        stats: NLL, gradient and Hessian summed over the case's ROI voxels.
+        stats: NLL, gradient and Hessian summed over the case's ROI voxels, per parameter vector.
         saturated: probability values clamped when the logits were recovered.
         values: probability values used (ROI voxels x channels).
     """
 
-    stats: NewtonStats
+    stats: tuple[NewtonStats, ...]
     saturated: int
     values: int
 
@@ -80,7 +80,8 @@ def _finish(task: FitTask, prepared: PreparedCase) -> CaseFit:
     reference, flat = prepared.reference, prepared.first
     del prepared
     low, high = saturation_bounds(flat.dtype)
-    total, saturated, values = NewtonStats.zeros(parameters.size), 0, 0
+    totals = [NewtonStats.zeros(parameters.size) for _ in task.thetas]
+    saturated = values = 0
     step = max(4096, CHUNK_ELEMENTS // layout.n_channels)
     for start in range(0, flat.shape[1], step):
         chunk = slice(start, start + step)
@@ -98,8 +99,12 @@ def _finish(task: FitTask, prepared: PreparedCase) -> CaseFit:
             saturated += int(np.count_nonzero(probabilities > high))
         values += probabilities.size
         logits = logits_from_probabilities(probabilities, softmax=layout.softmax)
-        total = total.merge(newton_stats(parameters, task.theta, logits, _targets(layout, labels)))
-    return CaseFit(total, saturated, values)
+        targets = _targets(layout, labels)
+        totals = [
+            total.merge(newton_stats(parameters, theta, logits, targets))
+            for total, theta in zip(totals, task.thetas, strict=True)
+        ]
+    return CaseFit(tuple(totals), saturated, values)
 
 
 def _prepare(task: FitTask) -> PreparedCase:
@@ -107,7 +112,7 @@ def _prepare(task: FitTask) -> PreparedCase:
 
 
 def fit_case(task: FitTask) -> CaseFit:
-    """Read one case (reference, ROI, probabilities; all checked) and sum its statistics at `task.theta`.
+    """Read one case (reference, ROI, probabilities; all checked) and sum its statistics at `task.thetas`.
 
     Raises:
         ReportError: as the report, for any file of the case.
@@ -120,7 +125,7 @@ def _case_name(task: FitTask) -> str:
 
 
 class _Passes:
-    """Evaluates the summed statistics at a parameter vector: one pass over every case."""
+    """Evaluates the summed statistics at a few parameter vectors: one pass over every case."""
 
     def __init__(
         self, tasks: Sequence[CaseTask], parameters: Parameters, pool: WorkerPool | None, progress: bool
@@ -134,12 +139,12 @@ class _Passes:
             return read_ahead(_prepare, _finish, tasks)
         return self.pool.map(fit_case, tasks, _case_name)
 
-    def __call__(self, theta: np.ndarray) -> NewtonStats:
+    def __call__(self, thetas: list[np.ndarray]) -> list[NewtonStats]:
         from tqdm import tqdm
 
         self.count += 1
-        tasks = [FitTask(case, self.parameters, theta) for case in self.tasks]
-        total = NewtonStats.zeros(self.parameters.size)
+        tasks = [FitTask(case, self.parameters, tuple(thetas)) for case in self.tasks]
+        totals = [NewtonStats.zeros(self.parameters.size) for _ in thetas]
         saturated = values = 0
         bar = tqdm(
             self._results(tasks),
@@ -151,11 +156,11 @@ class _Passes:
             leave=False,
         )
         for result in bar:
-            total = total.merge(result.stats)
+            totals = [total.merge(stats) for total, stats in zip(totals, result.stats, strict=True)]
             saturated += result.saturated
             values += result.values
         self.saturated, self.values = saturated, values
-        return total
+        return totals
 
 
 def _report_pass(progress: bool) -> Callable[[int, np.ndarray, NewtonStats], None] | None:

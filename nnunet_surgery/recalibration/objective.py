@@ -57,6 +57,10 @@ class Parameters:
         theta[: 1 if self.method == "temperature" else self.n_channels] = 1.0
         return theta
 
+    def temperature_direction(self) -> np.ndarray:
+        """`(P,)`: 1 for every scale, 0 for every bias (moving along it changes one common temperature)."""
+        return self.identity()
+
     def scale_bias(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per-channel scale `a` and bias `b`, `(C,)` each, of `theta`."""
         c = self.n_channels

@@ -21,6 +21,15 @@ def _roi(text: str):
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def _ensemble(text: str):
+    from nnunet_surgery.report.inputs.folders import parse_ensemble
+
+    try:
+        return parse_ensemble(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from nnunet_surgery.calibration.bootstrap import DEFAULT_RESAMPLES
     from nnunet_surgery.report.inputs.options import PRESETS
@@ -31,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "pred_folders",
         metavar="PRED_FOLDER",
-        nargs="+",
+        nargs="*",
         help="folder(s) with CASE.npz from nnUNetv2_predict --save_probabilities (one per model; .pkl files are never read)",
     )
     parser.add_argument(
@@ -86,6 +95,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(20 bins, its edges, background excluded, mean over cases)",
     )
     parser.add_argument(
+        "--ensemble",
+        dest="ensembles",
+        type=_ensemble,
+        action="append",
+        default=[],
+        metavar="NAME=DIR1,DIR2,...",
+        help="also score an ensemble: the folders' probabilities averaged case by case (as nnUNetv2_ensemble "
+        "does), e.g. the 5 folds' predictions of the test set; repeatable, scored after the PRED_FOLDERs",
+    )
+    parser.add_argument(
         "--images",
         default=None,
         metavar="IMAGES_FOLDER",
@@ -101,6 +120,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--overwrite", action="store_true", help="replace a report already in OUT_DIR")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+
+
+def _ensembles(pairs: list[tuple[str, tuple]]) -> dict[str, tuple]:
+    from nnunet_surgery.report import ReportError
+
+    names = [name for name, _ in pairs]
+    if len(set(names)) != len(names):
+        raise ReportError(
+            f"--ensemble: two ensembles are named {sorted(n for n in names if names.count(n) > 1)[0]!r}"
+        )
+    return dict(pairs)
 
 
 def _default_processes() -> int:
@@ -130,6 +160,7 @@ def run(args: argparse.Namespace) -> int:
             preset=args.preset,
             images_folder=args.images,
             gallery=args.gallery,
+            ensembles=_ensembles(args.ensembles),
             overwrite=args.overwrite,
             progress=args.progress,
         )

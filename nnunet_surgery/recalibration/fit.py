@@ -76,7 +76,7 @@ def _targets(layout: LabelLayout, labels: np.ndarray) -> np.ndarray:
 def _finish(task: FitTask, prepared: PreparedCase) -> CaseFit:
     """Sum the statistics of a prepared case, chunk by chunk."""
     layout, parameters = task.case.layout, task.parameters
-    path = task.case.files.predictions[0]
+    path = task.case.files.predictions[0][0]
     reference, flat = prepared.reference, prepared.first
     del prepared
     low, high = saturation_bounds(flat.dtype)

@@ -35,6 +35,7 @@ def build_report(
     bootstrap: int = DEFAULT_RESAMPLES,
     seed: int = 0,
     preset: str | None = None,
+    ensembles: dict[str, tuple[str | Path, ...]] | None = None,
     progress: bool = False,
 ) -> CalibrationReport:
     """Check every input, then score every case: the typed report, nothing written.
@@ -45,7 +46,9 @@ def build_report(
         ReportError: any bad input, with a one-line message naming the file or argument.
     """
     options = check_options(n_bins, roi, num_processes, bootstrap, seed, preset)
-    return _score(gt_folder, pred_folders, dataset_json, options, names, truth_folder, progress)[0]
+    return _score(
+        gt_folder, pred_folders, dataset_json, options, names, truth_folder, progress, ensembles=ensembles
+    )[0]
 
 
 def _score(
@@ -58,14 +61,23 @@ def _score(
     progress: bool,
     images_folder: str | Path | None = None,
     gallery: int = 0,
+    ensembles: dict[str, tuple[str | Path, ...]] | None = None,
 ) -> tuple[CalibrationReport, tuple[GalleryCase, ...]]:
-    if not pred_folders:
-        raise ReportError("PRED_FOLDER: give at least one prediction folder")
+    ensembles = dict(ensembles or {})
+    if not pred_folders and not ensembles:
+        raise ReportError("PRED_FOLDER: give at least one prediction folder (or --ensemble)")
     dataset = load_dataset_json(dataset_json)
-    models = model_names(pred_folders, names)
+    models = [
+        *((name, (Path(folder),)) for name, folder in zip(model_names(pred_folders, names), pred_folders)),
+        *((name, tuple(Path(folder) for folder in folders)) for name, folders in ensembles.items()),
+    ]
+    taken = [name for name, _ in models]
+    if len(set(taken)) != len(taken):
+        twice = sorted({name for name in taken if taken.count(name) > 1})
+        raise ReportError(f"--ensemble: the name {twice[0]!r} is given to two models")
     cases = collect_cases(
         gt_folder,
-        list(pred_folders),
+        [folders for _, folders in models],
         dataset.file_ending,
         truth_folder=truth_folder,
         mask_folder=options.roi.folder if options.roi.kind == "mask" else None,
@@ -77,8 +89,7 @@ def _score(
         gt_folder=Path(gt_folder),
         truth_folder=None if truth_folder is None else Path(truth_folder),
     )
-    folders = [Path(folder) for folder in pred_folders]
-    report = score_report(tasks, list(zip(models, folders)), sources, progress=progress)
+    report = score_report(tasks, models, sources, progress=progress)
     if not gallery:
         return report, ()
     return report, read_gallery(
@@ -111,6 +122,7 @@ def generate_report(
     preset: str | None = None,
     images_folder: str | Path | None = None,
     gallery: int = 0,
+    ensembles: dict[str, tuple[str | Path, ...]] | None = None,
     overwrite: bool = False,
     progress: bool = False,
 ) -> dict:
@@ -135,6 +147,8 @@ def generate_report(
         preset: also compute another tool's conventions: "monai" (MONAI's per-image ECE), or None.
         images_folder: images `CASE_0000{file_ending}` for the gallery.
         gallery: cases in the gallery (`gallery/CASE.png`, plus per-case ECE plots); 0: none.
+        ensembles: models after the folders' ones: name -> member folders (e.g. the 5 folds' predictions of
+            the same cases), probabilities averaged case by case as `nnUNetv2_ensemble` does.
         overwrite: replace a report already in OUT_DIR.
         progress: show a progress bar on a terminal.
 
@@ -147,11 +161,21 @@ def generate_report(
     options = check_options(n_bins, roi, num_processes, bootstrap, seed, preset)
     _check_gallery(images_folder, gallery)
     check_out_dir(out_dir, overwrite)
-    inputs = {Path(p).resolve() for p in (gt_folder, *pred_folders)}
+    members = [folder for folders in (ensembles or {}).values() for folder in folders]
+    inputs = {Path(p).resolve() for p in (gt_folder, *pred_folders, *members)}
     if Path(out_dir).resolve() in inputs:
         raise ReportError(f"{out_dir}: OUT_DIR must not be an input folder")
     report, cases = _score(
-        gt_folder, pred_folders, dataset_json, options, names, truth_folder, progress, images_folder, gallery
+        gt_folder,
+        pred_folders,
+        dataset_json,
+        options,
+        names,
+        truth_folder,
+        progress,
+        images_folder,
+        gallery,
+        ensembles,
     )
     write_report(out_dir, report, overwrite=overwrite, gallery=cases)
     return report_json(report)

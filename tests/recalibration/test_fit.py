@@ -262,6 +262,7 @@ def test_fit_memory_does_not_grow_with_the_number_of_cases(overconfident):
         fit_calibrator(data.gt, data.folds, data.dataset_json)
         peaks[n] = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
-    # the same peak (one case being scored, the next read ahead, float64 chunks) whatever N
+    # one case being scored, the next read ahead (whether both overlap at the peak depends on the reading
+    # thread's timing: one case at most), float64 chunks; holding every case would add 6 cases
     assert peaks[2] > 2 * case_bytes  # the cases themselves are traced
-    assert peaks[8] - peaks[2] < 0.25 * case_bytes, peaks
+    assert peaks[8] - peaks[2] < 1.5 * case_bytes, peaks

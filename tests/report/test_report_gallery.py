@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import write_image
+import SimpleITK as sitk
 from report_cli import run_report_command
 
 
@@ -15,7 +15,8 @@ def _images(folders, rng) -> None:
     images = folders.root / "images"
     images.mkdir()
     for case, reference in folders.references.items():
-        write_image(images / f"{case}_0000.nii.gz", rng.normal(size=reference.shape).astype(np.float32))
+        image = sitk.GetImageFromArray(rng.normal(size=reference.shape).astype(np.float32))
+        sitk.WriteImage(image, str(images / f"{case}_0000.nii.gz"), True)
     return images
 
 

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from nnunet_surgery.report.errors import ReportError
 
-__all__ = ["NPZ_ENDING", "CaseFiles", "case_files", "collect_cases", "collect_pooled_cases", "model_names"]
+__all__ = [
+    "NPZ_ENDING",
+    "CaseFiles",
+    "case_files",
+    "collect_cases",
+    "collect_pooled_cases",
+    "model_names",
+    "parse_ensemble",
+]
 
 NPZ_ENDING = ".npz"
 
@@ -19,14 +28,15 @@ class CaseFiles:
     Attributes:
         case: case identifier (file name without ending).
         reference: reference segmentation `CASE{file_ending}`.
-        predictions: `CASE.npz` of each model, in model order.
+        predictions: per model, in model order, its `CASE.npz` files: one, or one per member of an ensemble
+            (whose probabilities are averaged).
         truth: `CASE.npz` of true probabilities, or None.
         mask: ROI mask `CASE{file_ending}`, or None.
     """
 
     case: str
     reference: Path
-    predictions: tuple[Path, ...]
+    predictions: tuple[tuple[Path, ...], ...]
     truth: Path | None = None
     mask: Path | None = None
 
@@ -63,7 +73,7 @@ def _few(names: set[str] | list[str]) -> str:
 
 def collect_cases(
     gt_folder: str | Path,
-    pred_folders: list[str | Path],
+    pred_folders: Sequence[str | Path | Sequence[str | Path]],
     file_ending: str,
     *,
     truth_folder: str | Path | None = None,
@@ -71,7 +81,8 @@ def collect_cases(
 ) -> list[CaseFiles]:
     """Pair every reference case with its prediction in each folder (and its truth map and mask).
 
-    Every reference needs a prediction in every folder and vice versa. Truth and mask folders must cover
+    `pred_folders` holds one entry per model: a folder, or the member folders of an ensemble. Every
+    reference needs a prediction in every folder and vice versa. Truth and mask folders must cover
     every case and may hold more.
 
     Raises:
@@ -79,8 +90,9 @@ def collect_cases(
     """
     gt_folder = Path(gt_folder)
     references = case_files(gt_folder, file_ending, "reference")
-    predictions = []
-    for folder in map(Path, pred_folders):
+    models = [(model,) if isinstance(model, (str, Path)) else tuple(model) for model in pred_folders]
+    predictions: list[list[dict[str, Path]]] = []
+    for folder in (Path(folder) for model in models for folder in model):
         files = case_files(folder, NPZ_ENDING, "prediction")
         missing = references.keys() - files.keys()
         if missing:
@@ -93,6 +105,10 @@ def collect_cases(
                 f"{folder}: prediction(s) {_few(extra)} have no reference CASE{file_ending} in {gt_folder}"
             )
         predictions.append(files)
+    members, start = [], 0
+    for model in models:
+        members.append(predictions[start : start + len(model)])
+        start += len(model)
     extras = {}
     for folder, ending, what in ((truth_folder, NPZ_ENDING, "truth"), (mask_folder, file_ending, "mask")):
         if folder is None:
@@ -106,7 +122,7 @@ def collect_cases(
         CaseFiles(
             case=case,
             reference=references[case],
-            predictions=tuple(files[case] for files in predictions),
+            predictions=tuple(tuple(files[case] for files in model) for model in members),
             truth=extras["truth"][case] if "truth" in extras else None,
             mask=extras["mask"][case] if "mask" in extras else None,
         )
@@ -159,11 +175,24 @@ def collect_pooled_cases(
         CaseFiles(
             case=case,
             reference=references[case],
-            predictions=(found[case],),
+            predictions=((found[case],),),
             mask=None if masks is None else masks[case],
         )
         for case in sorted(found)
     ]
+
+
+def parse_ensemble(text: str) -> tuple[str, tuple[Path, ...]]:
+    """Parse `--ensemble NAME=DIR1,DIR2,...` into the name and its member folders.
+
+    Raises:
+        ValueError: no `=`, an empty name, or no folder.
+    """
+    name, sep, folders = text.partition("=")
+    members = tuple(Path(folder) for folder in folders.split(",") if folder.strip())
+    if not sep or not name.strip() or not members:
+        raise ValueError(f"expected NAME=DIR1,DIR2,... (the folds' prediction folders), but got {text!r}")
+    return name.strip(), members
 
 
 def model_names(pred_folders: list[str | Path], names: list[str] | None = None) -> list[str]:

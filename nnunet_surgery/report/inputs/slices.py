@@ -29,7 +29,7 @@ class CaseSlice:
         index: slice along the first spatial axis.
         image: `(H, W)` float image (first channel).
         reference: `(H, W)` boolean reference of the label.
-        probabilities: `(H, W)` probability of the label, one per model.
+        probabilities: `(H, W)` probability of the label, one per model (an ensemble's mean).
     """
 
     index: int
@@ -66,7 +66,7 @@ def _read_image(reader_class: type, path: Path) -> np.ndarray:
 def read_case_slice(
     image: Path,
     reference: Path,
-    predictions: tuple[Path, ...],
+    predictions: tuple[tuple[Path, ...], ...],
     reader_class: type,
     layout: LabelLayout,
     label_index: int,
@@ -93,7 +93,10 @@ def read_case_slice(
 
         return check_shape
 
-    maps = [load_probabilities(path, check_shape=check(path))[channel] for path in predictions]
+    maps = [
+        np.mean([load_probabilities(path, check_shape=check(path))[channel] for path in members], axis=0)
+        for members in predictions
+    ]
     index = slice_index(mask, maps[0])
     return CaseSlice(
         index, picture[index], mask[index], tuple(np.asarray(m[index], dtype=np.float32) for m in maps)

@@ -129,7 +129,8 @@ def _top_label(summary: TopLabelSummary) -> dict:
 
 def _model(model: ModelSummary, cases: list[str]) -> dict:
     entry = {
-        "folder": str(model.folder),
+        "folder": str(model.folders[0]) if len(model.folders) == 1 else None,
+        "ensemble": [str(folder) for folder in model.folders] if len(model.folders) > 1 else None,
         "labels": {name: _label(label) for name, label in model.labels.items()},
         "cases": {
             case: {

@@ -144,7 +144,7 @@ class _ModelTotals:
     def summary(
         self,
         name: str,
-        folder: Path,
+        folders: tuple[Path, ...],
         label_names: tuple[str, ...],
         resamples: _ModelResamples | None,
         level: float,
@@ -189,7 +189,7 @@ class _ModelTotals:
             per_label = {label: nan_mean(errors[:, index]) for index, label in enumerate(label_names)}
             monai = MonaiECE(mean=monai_mean(errors), per_label=per_label)
         return ModelSummary(
-            name=name, folder=folder, labels=labels, top_label=top_label, classwise=classwise, monai=monai
+            name=name, folders=folders, labels=labels, top_label=top_label, classwise=classwise, monai=monai
         )
 
 
@@ -233,7 +233,7 @@ def _with_paired(
 
 def score_report(
     tasks: Sequence[CaseTask],
-    models: Sequence[tuple[str, Path]],
+    models: Sequence[tuple[str, tuple[Path, ...]]],
     sources: Sources,
     *,
     progress: bool = True,
@@ -243,7 +243,7 @@ def score_report(
 
     Args:
         tasks: one task per case, all with the same layout and options, predictions in `models` order.
-        models: (name, prediction folder) per model.
+        models: (name, prediction folders) per model: one folder, or an ensemble's members.
         sources: input paths to record.
         progress: show a progress bar on a terminal.
     """
@@ -268,8 +268,8 @@ def score_report(
         weights = case_weights(len(tasks), options.bootstrap, options.seed)
         resamples = [model_totals.resample(weights) for model_totals in totals]
     summaries = [
-        model_totals.summary(name, folder, layout.names, model_resamples, DEFAULT_LEVEL)
-        for model_totals, (name, folder), model_resamples in zip(totals, models, resamples, strict=True)
+        model_totals.summary(name, folders, layout.names, model_resamples, DEFAULT_LEVEL)
+        for model_totals, (name, folders), model_resamples in zip(totals, models, resamples, strict=True)
     ]
     if bootstrap is not None:
         summaries[1:] = [

@@ -226,6 +226,21 @@ def _load_checked(path: Path, reference: _Reference, layout: LabelLayout) -> np.
     return np.ascontiguousarray(probabilities).reshape(expected[0], -1)
 
 
+def _load_model(paths: tuple[Path, ...], reference: _Reference, layout: LabelLayout) -> np.ndarray:
+    """(C, N) probabilities of one model: its one file, or the mean of an ensemble's members (as
+    `nnUNetv2_ensemble` averages them), each member's values checked before it is added."""
+    if len(paths) == 1:
+        return _load_checked(paths[0], reference, layout)
+    total = None
+    for path in paths:
+        member = _load_checked(path, reference, layout)
+        for chunk in _chunks(member.shape[1], layout.n_channels):
+            _checked_chunk(path, member, chunk, layout.softmax)
+        total = member.astype(np.float64) if total is None else total + member
+        del member
+    return (total / len(paths)).astype(np.float32)
+
+
 def _read_truth(path: Path, reference: _Reference, layout: LabelLayout) -> np.ndarray:
     truth = _load_checked(path, reference, layout)
     for chunk in _chunks(truth.shape[1], layout.n_channels):
@@ -314,7 +329,7 @@ def prepare_case(task: CaseTask) -> PreparedCase:
     files = task.files
     reference = _read_reference(task)
     truth = None if files.truth is None else _read_truth(files.truth, reference, task.layout)
-    return PreparedCase(reference, truth, _load_checked(files.predictions[0], reference, task.layout))
+    return PreparedCase(reference, truth, _load_model(files.predictions[0], reference, task.layout))
 
 
 def finish_case(task: CaseTask, prepared: PreparedCase) -> CaseStats:
@@ -324,10 +339,11 @@ def finish_case(task: CaseTask, prepared: PreparedCase) -> CaseStats:
         ReportError: as `score_case`, for the probabilities' values and the other models' files.
     """
     files, reference, truth = task.files, prepared.reference, prepared.truth
-    models = [_score_model(task, files.predictions[0], reference, truth, prepared.first)]
+    models = [_score_model(task, files.predictions[0][0], reference, truth, prepared.first)]
     del prepared
-    for path in files.predictions[1:]:
-        models.append(_score_model(task, path, reference, truth, _load_checked(path, reference, task.layout)))
+    for paths in files.predictions[1:]:
+        probabilities = _load_model(paths, reference, task.layout)
+        models.append(_score_model(task, paths[0], reference, truth, probabilities))
     return CaseStats(case=files.case, n_roi=reference.n_roi, models=tuple(models))
 
 

@@ -94,7 +94,9 @@ def read_gallery(
         image = images / f"{selection.case}_0000{file_ending}"
         if not image.is_file():
             raise ReportError(f"{images}: no image {image.name} for gallery case {selection.case}")
-        predictions = tuple(model.folder / f"{selection.case}.npz" for model in report.models)
+        predictions = tuple(
+            tuple(folder / f"{selection.case}.npz" for folder in model.folders) for model in report.models
+        )
         reference = report.sources.gt_folder / f"{selection.case}{file_ending}"
         label_index = layout.names.index(selection.label)
         cut = read_case_slice(image, reference, predictions, reader_class, layout, label_index)

@@ -99,7 +99,7 @@ class ModelSummary:
 
     Attributes:
         name: model name (`--names`, or the folder's name made unique).
-        folder: its prediction folder.
+        folders: its prediction folder, or the member folders of an ensemble (probabilities averaged).
         labels: per label name, in dataset.json channel order.
         top_label: top-label calibration, or None for region datasets.
         classwise: class-wise (mean over labels) calibration errors.
@@ -107,7 +107,7 @@ class ModelSummary:
     """
 
     name: str
-    folder: Path
+    folders: tuple[Path, ...]
     labels: dict[str, LabelSummary]
     top_label: TopLabelSummary | None
     classwise: ClasswiseMetrics

@@ -7,9 +7,9 @@ evaluates several candidates (docs/recalibration.md#fitting):
 1. the first pass evaluates temperatures on a log grid (`GRID`, the identity among them) and starts from
    a 1-D Newton step along the temperature direction from the best of them, kept inside the bracket
    where the directional derivative changes sign;
-2. every later pass evaluates the Newton step `-H^-1 g` from the current point at the step lengths
-   `STEPS` and moves to the longest one that decreases the NLL by Armijo's rule (up to float64 rounding
-   of the sums); if none does, the next pass tries shorter ones;
+2. every later pass evaluates the Newton step `-H^-1 g` from the current point (`STEPS`) and moves
+   there if it decreases the NLL by Armijo's rule (up to float64 rounding of the sums); if not, the
+   next pass tries `SHORTER_STEPS` at once, and moves to the longest that does;
 3. scales are kept at or above `objective.SCALE_MIN` (a temperature of at most 1000) by projection;
 4. it stops when the Newton decrement `g^T H^-1 g / 2`, the predicted NLL still to gain, is below
    `tolerance` nats per voxel.
@@ -38,9 +38,11 @@ MAX_PASSES = 40
 #: Armijo's sufficient-decrease fraction.
 ARMIJO = 1e-4
 #: Scales (1 / T) the first pass evaluates; 1.0 (the identity) must be among them.
-GRID = (0.125, 0.25, 0.5, 1.0, 2.0)
-#: Step lengths along the Newton direction evaluated in one pass, longest first.
-STEPS = (1.0, 0.5, 0.25)
+GRID = (0.25, 0.5, 1.0, 2.0)
+#: Step lengths along the Newton direction evaluated in one pass, longest first: the full step (nearly
+#: always taken after the first pass); after a rejection, the next pass tries these shorter ones at once.
+STEPS = (1.0,)
+SHORTER_STEPS = (0.5, 0.25, 0.125)
 
 
 class FitError(RuntimeError):
@@ -163,7 +165,7 @@ def minimise(
                 break
         candidates = []
         if accepted is None:  # shorter steps next (after a rejected temperature start: the usual ones)
-            steps = [step * steps[-1] / 2 for step in STEPS] if passes > 2 else list(STEPS)
+            steps = [step * steps[-1] for step in SHORTER_STEPS] if passes > 2 else list(STEPS)
         else:
             theta, stats = accepted
             steps = list(STEPS)

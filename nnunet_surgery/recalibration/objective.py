@@ -21,7 +21,7 @@ from typing import Literal
 
 import numpy as np
 
-__all__ = ["METHODS", "SCALE_MIN", "Method", "NewtonStats", "Parameters", "newton_stats"]
+__all__ = ["METHODS", "SCALE_MIN", "Method", "NewtonStats", "Parameters", "Voxels", "newton_stats", "voxels"]
 
 Method = Literal["temperature", "vector"]
 #: Smallest scale `1 / T` a fit may reach (T at most 1000): probabilities that carry no information on the
@@ -117,69 +117,116 @@ class NewtonStats:
         )
 
 
-def newton_stats(
-    parameters: Parameters, theta: np.ndarray, logits: np.ndarray, target: np.ndarray
-) -> NewtonStats:
+@dataclass(frozen=True)
+class Voxels:
+    """The voxels of one chunk with what every parameter vector shares (computed once by `voxels`).
+
+    Attributes:
+        logits: `(C, N)` float64 logits.
+        squares: `(C, N)` their squares.
+        target_logits: `(C,)`: per channel, the sum of its logits over the voxels whose target it is
+            (softmax: class k; sigmoid: inside region k).
+        target_counts: `(C,)`: the number of those voxels.
+        binary: two softmax channels under temperature scaling, kept as one sigmoid channel: the logit
+            difference `z_1 - z_0` with target `y == 1` (`softmax(z / T)_1 = sigmoid((z_1 - z_0) / T)`:
+            the same NLL and derivatives from half the exponentials).
+    """
+
+    logits: np.ndarray
+    squares: np.ndarray
+    target_logits: np.ndarray
+    target_counts: np.ndarray
+    binary: bool = False
+
+    @property
+    def n(self) -> int:
+        return self.logits.shape[1]
+
+
+def voxels(parameters: Parameters, logits: np.ndarray, target: np.ndarray) -> Voxels:
+    """Prepare `(C, N)` logits and their targets: `(N,)` class per voxel (softmax), or `(C, N)` boolean
+    region membership (sigmoid)."""
+    c = logits.shape[0]
+    binary = parameters.softmax and c == 2 and parameters.method == "temperature"
+    if binary:
+        logits, onehot = (logits[1] - logits[0])[None], (target == 1)[None]
+    elif parameters.softmax:
+        onehot = target[None, :] == np.arange(c)[:, None]
+    else:
+        onehot = target
+    target_logits = np.einsum("kn,kn->k", onehot, logits)
+    return Voxels(logits, logits * logits, target_logits, onehot.sum(axis=1).astype(np.float64), binary)
+
+
+def newton_stats(parameters: Parameters, theta: np.ndarray, data: Voxels) -> NewtonStats:
     """Exact NLL, gradient and Hessian of the scaled logits of N voxels.
+
+    With `s = a z + b` per channel, the target terms are linear in `(a, b)`: `sum_v s_{y_v}` is
+    `a . target_logits + b . target_counts`, so they come from `data` without touching the voxels again.
 
     Args:
         parameters: method and channel layout.
         theta: `(P,)` parameters.
-        logits: `(C, N)` float64 logits (`logits_from_probabilities`).
-        target: `(N,)` integer class per voxel (softmax), or `(C, N)` boolean region membership (sigmoid).
+        data: the chunk's voxels (`voxels`).
 
     Returns:
         The sums over the N voxels.
     """
     scale, bias = parameters.scale_bias(theta)
-    scaled = logits * scale[:, None] + bias[:, None]
-    if parameters.softmax:
-        return _softmax_stats(parameters, logits, scaled, target)
-    return _sigmoid_stats(parameters, logits, scaled, target)
+    if data.binary:
+        scale, bias = scale[:1], bias[:1]
+    scaled = data.logits * scale[:, None]
+    if np.any(bias):
+        scaled += bias[:, None]
+    target_sum = float(scale @ data.target_logits + bias @ data.target_counts)
+    if parameters.softmax and not data.binary:
+        return _softmax_stats(parameters, data, scaled, target_sum)
+    return _sigmoid_stats(parameters, data, scaled, target_sum)
 
 
-def _softmax_stats(parameters: Parameters, z: np.ndarray, s: np.ndarray, y: np.ndarray) -> NewtonStats:
+def _softmax_stats(parameters: Parameters, data: Voxels, s: np.ndarray, target_sum: float) -> NewtonStats:
     """Softmax cross entropy: gradient in `s` is `q - onehot(y)`, Hessian `diag(q) - q q^T` per voxel."""
-    n = z.shape[1]
     top = s.max(axis=0)
-    q = np.exp(s - top)
+    s -= top
+    q = np.exp(s, out=s)
     total = q.sum(axis=0)
     q /= total
-    columns = np.arange(n)
-    nll = float(np.sum(top + np.log(total) - s[y, columns]))
-    residual = q.copy()
-    residual[y, columns] -= 1.0
+    nll = float(np.sum(top) + np.sum(np.log(total)) - target_sum)
+    z = data.logits
     if parameters.method == "temperature":  # s = beta z: d s / d beta = z
         mean_z = np.einsum("kn,kn->n", q, z)
-        gradient = np.array([np.einsum("kn,kn->", residual, z)])
-        hessian = np.array([[np.einsum("kn,kn->", q, z * z) - mean_z @ mean_z]])
-        return NewtonStats(nll, gradient, hessian, n)
+        gradient = np.array([mean_z.sum() - data.target_logits.sum()])
+        hessian = np.array([[np.einsum("kn,kn->", q, data.squares) - mean_z @ mean_z]])
+        return NewtonStats(nll, gradient, hessian, data.n)
     u = q * z  # d s_k / d a_k = z_k, d s_k / d b_k = 1
-    h_aa = np.diag(np.einsum("kn,kn->k", u, z)) - u @ u.T
-    h_ab = np.diag(u.sum(axis=1)) - u @ q.T
-    h_bb = np.diag(q.sum(axis=1)) - q @ q.T
+    sum_u, sum_q = u.sum(axis=1), q.sum(axis=1)
+    h_aa = np.diag(np.einsum("kn,kn->k", q, data.squares)) - u @ u.T
+    h_ab = np.diag(sum_u) - u @ q.T
+    h_bb = np.diag(sum_q) - q @ q.T
     hessian = np.block([[h_aa, h_ab[:, 1:]], [h_ab[:, 1:].T, h_bb[1:, 1:]]])
-    gradient = np.concatenate((np.einsum("kn,kn->k", residual, z), residual.sum(axis=1)[1:]))
-    return NewtonStats(nll, gradient, hessian, n)
+    gradient = np.concatenate((sum_u - data.target_logits, (sum_q - data.target_counts)[1:]))
+    return NewtonStats(nll, gradient, hessian, data.n)
 
 
-def _sigmoid_stats(parameters: Parameters, z: np.ndarray, s: np.ndarray, y: np.ndarray) -> NewtonStats:
+def _sigmoid_stats(parameters: Parameters, data: Voxels, s: np.ndarray, target_sum: float) -> NewtonStats:
     """Binary cross entropy per region, `softplus(s) - y s`: gradient `sigmoid(s) - y`, Hessian
     `sigmoid(s) (1 - sigmoid(s))` per voxel and region."""
-    nll = float(np.sum(np.logaddexp(0.0, s)) - np.sum(s[y]))
-    p = np.exp(-np.logaddexp(0.0, -s))
-    residual = p - y
+    softplus = np.logaddexp(0.0, s)
+    nll = float(np.sum(softplus) - target_sum)
+    p = np.exp(s - softplus, out=softplus)  # sigmoid(s) = exp(s - softplus(s))
     curvature = p * (1.0 - p)
+    z = data.logits
     if parameters.method == "temperature":
-        gradient = np.array([np.einsum("kn,kn->", residual, z)])
-        hessian = np.array([[np.einsum("kn,kn->", curvature, z * z)]])
-        return NewtonStats(nll, gradient, hessian, z.shape[1])
+        gradient = np.array([np.einsum("kn,kn->", p, z) - data.target_logits.sum()])
+        hessian = np.array([[np.einsum("kn,kn->", curvature, data.squares)]])
+        return NewtonStats(nll, gradient, hessian, data.n)
     c = parameters.n_channels
-    wz = curvature * z
     hessian = np.zeros((2 * c, 2 * c))
     index = np.arange(c)
-    hessian[index, index] = np.einsum("kn,kn->k", wz, z)
-    hessian[index, index + c] = hessian[index + c, index] = wz.sum(axis=1)
+    hessian[index, index] = np.einsum("kn,kn->k", curvature, data.squares)
+    hessian[index, index + c] = hessian[index + c, index] = np.einsum("kn,kn->k", curvature, z)
     hessian[index + c, index + c] = curvature.sum(axis=1)
-    gradient = np.concatenate((np.einsum("kn,kn->k", residual, z), residual.sum(axis=1)))
-    return NewtonStats(nll, gradient, hessian, z.shape[1])
+    gradient = np.concatenate(
+        (np.einsum("kn,kn->k", p, z) - data.target_logits, p.sum(axis=1) - data.target_counts)
+    )
+    return NewtonStats(nll, gradient, hessian, data.n)

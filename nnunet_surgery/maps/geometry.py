@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from nnunet_surgery.report.errors import ReportError
+from nnunet_surgery.report.inputs.reading import check_label_image
 
 __all__ = ["ReferenceGeometry", "read_geometry"]
 
@@ -99,6 +100,7 @@ def read_geometry(reader_class: type, path: str | Path) -> ReferenceGeometry:
         ReportError: the reader fails on the file, or returns no geometry this module can write.
     """
     path = Path(path)
+    check_label_image(path)  # bounded before nnU-Net's reader loads its pixels
     with contextlib.redirect_stdout(io.StringIO()):
         try:
             array, properties = reader_class().read_seg(str(path))

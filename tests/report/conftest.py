@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import SimpleITK as sitk
+from report_images import write_image
 
 LABELS = {
     "binary": {"background": 0, "tumor": 1},
@@ -37,13 +37,6 @@ class Folders:
     @property
     def labels(self) -> dict:
         return LABELS[self.kind]
-
-
-def write_image(path: Path, array_zyx: np.ndarray, spacing: tuple[float, ...] = (1.0, 1.0, 1.0)) -> None:
-    """Write a (z, y, x) array as NIfTI; SimpleITKIO reads it back as (1, z, y, x)."""
-    image = sitk.GetImageFromArray(np.asarray(array_zyx))
-    image.SetSpacing(spacing)
-    sitk.WriteImage(image, str(path), True)
 
 
 def _reference(rng: np.random.Generator, shape: tuple[int, ...], kind: str) -> np.ndarray:

@@ -16,7 +16,7 @@ from nnunet_surgery.report.inputs.folders import (
 )
 from nnunet_surgery.report.inputs.labels import LabelLayout, label_layout
 from nnunet_surgery.report.inputs.options import ReportOptions, check_options
-from nnunet_surgery.report.inputs.reading import load_probabilities, read_label_image
+from nnunet_surgery.report.inputs.reading import check_label_image, load_probabilities, read_label_image
 from nnunet_surgery.report.inputs.roi import RoiSpec, parse_roi, roi_mask
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "ReportOptions",
     "RoiSpec",
     "case_files",
+    "check_label_image",
     "check_options",
     "collect_cases",
     "collect_pooled_cases",

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from nnunet_surgery.report.errors import ReportError
 from nnunet_surgery.report.inputs.labels import LabelLayout, label_layout
+from nnunet_surgery.report.inputs.reading import check_label_image
 
 __all__ = ["DatasetInfo", "load_dataset_json", "reader_for"]
 
@@ -58,11 +59,14 @@ def load_dataset_json(path: str | Path) -> DatasetInfo:
 def reader_for(dataset: DatasetInfo, example_file: str | Path) -> type:
     """nnU-Net's reader/writer class for the dataset (honours `overwrite_image_reader_writer`).
 
+    nnU-Net decides by reading `example_file` in full, so its header is checked first (`check_label_image`).
+
     Raises:
-        ReportError: no nnU-Net reader opens `example_file`.
+        ReportError: `example_file` fails the header checks, or no nnU-Net reader opens it.
     """
     from nnunetv2.imageio.reader_writer_registry import determine_reader_writer_from_dataset_json
 
+    check_label_image(example_file)
     # nnU-Net prints tracebacks of the readers it tries; the report tells its own one-line error instead.
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         try:

@@ -16,7 +16,7 @@ import numpy as np
 
 from nnunet_surgery.report.errors import ReportError
 from nnunet_surgery.report.inputs.labels import LabelLayout
-from nnunet_surgery.report.inputs.reading import load_probabilities, read_label_image
+from nnunet_surgery.report.inputs.reading import check_label_image, load_probabilities, read_label_image
 
 __all__ = ["CaseSlice", "read_case_slice", "slice_index"]
 
@@ -51,10 +51,11 @@ def slice_index(reference: np.ndarray, fallback: np.ndarray) -> int:
     return int(np.argmax(largest.reshape(largest.shape[0], -1).sum(axis=1)))
 
 
-def _read_image(reader_class: type, path: Path) -> np.ndarray:
+def _read_image(reader_class: type, path: Path, shape: tuple[int, ...]) -> np.ndarray:
     import contextlib
     import io
 
+    check_label_image(path, expected_shape=(1, *shape))  # one channel of the reference's size
     with contextlib.redirect_stdout(io.StringIO()):
         try:
             image, _ = reader_class().read_images((str(path),))
@@ -77,7 +78,7 @@ def read_case_slice(
         ReportError: unreadable files, or an image whose shape differs from the reference's.
     """
     labels = read_label_image(reader_class, reference)[0]
-    picture = _read_image(reader_class, image)
+    picture = _read_image(reader_class, image, labels.shape)
     if picture.shape != labels.shape:
         raise ReportError(
             f"{image}: image shape {picture.shape} does not match the reference's {labels.shape}"

@@ -168,11 +168,8 @@ def _read_reference(task: CaseTask) -> _Reference:
     reference = _read_labels(task)
     mask = None
     if spec.kind == "mask":
-        mask = read_label_image(task.reader_class, files.mask)
-        if mask.shape != reference.shape:
-            raise ReportError(
-                f"{files.mask}: mask shape {mask.shape} does not match the reference's {reference.shape}"
-            )
+        # refused from its header (before its pixels are read) unless it has the reference's shape
+        mask = read_label_image(task.reader_class, files.mask, expected_shape=reference.shape)
     roi = roi_mask(reference, spec, layout.ignore_label, mask).reshape(-1)
     n_roi = int(np.count_nonzero(roi))
     valid = None if layout.ignore_label is None else (reference != layout.ignore_label).reshape(-1)

@@ -23,7 +23,9 @@ where `n` is the decline exponent (`exponent=None` drops both decline factors: `
   `exponent=None`, `s = 0.25 / max(p_y, P_Y_MIN)`: the clamp bounds `s` by `0.25 / P_Y_MIN`
   (docs/surgery.md#the-clamp-for-n--none).
 * Sigmoid (region-based training): `p(1 - p)` is replaced by `w(|y - p|)` per channel
-  (docs/surgery.md#sigmoid-and-region-based-training).
+  (docs/surgery.md#sigmoid-and-region-based-training), computed in the backward in cache-sized blocks;
+  `surgical_sigmoid_sums` gives a region loss's sums `sum(p y)`, `sum(p)`, `sum(y)` in one node whose
+  backward never builds `dL/dp` (docs/surgery.md#numerics).
 
 Powers are computed in place as `exp(n log x)` on `x` clamped just above where `x**n` underflows
 (no result changes), so the factors are finite for probabilities of exactly 0 or 1 and logits of
@@ -46,6 +48,7 @@ __all__ = [
     "error_weight",
     "softmax_rescale",
     "surgical_sigmoid",
+    "surgical_sigmoid_sums",
     "surgical_softmax",
     "validate_exponent",
 ]
@@ -158,21 +161,193 @@ class _SurgicalSoftmax(torch.autograd.Function):
         return grad_logits.to(ctx.logits_dtype), None, None
 
 
+#: Elements per thread in a block of the eager sigmoid backward (`_sigmoid_grad`): each thread's share of
+#: the block's operands and of its two block-sized temporaries stays in its core's L2 cache, and the ~13
+#: operator calls per block cost little against the block's work (docs/surgery.md#numerics).
+SIGMOID_BLOCK = 1 << 17
+
+#: `dL/dp` of the sigmoid's output: a tensor of its shape, or `(offset, slope)`, `(b * c, 1)` each, meaning
+#: `offset + slope * y` per (image, channel), as for any loss built from `sum(p)` and `sum(p * y)`.
+ProbsGrad = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
+
+
+def decline_sum_is_exact(exponent: float | None, dtype: torch.dtype) -> bool:
+    """Whether `(1 - a)(1 - b)` may be evaluated as `1 - a - b` (`a = e**n`, `b = (1 - e)**n`, `e` in [0, 1]).
+
+    The two differ by `ab`, at most `4**(1 - n) / (1 - 2**-n)` times the product for `n >= 1`
+    (docs/surgery.md#numerics): True where that is below `eps / 128` of `dtype`, far below the rounding
+    of the product itself. float32: from `n = 17` on (the paper's 20); float64: from `n = 31` on.
+    """
+    if exponent is None or exponent < 1:
+        return False
+    return 4.0 ** (1 - exponent) / (1 - 2.0**-exponent) <= torch.finfo(dtype).eps / 128
+
+
+def _sigmoid_grad_block_(
+    out: torch.Tensor,
+    probs: torch.Tensor,
+    target: torch.Tensor,
+    grad: ProbsGrad,
+    scratch: torch.Tensor,
+    exponent: float | None,
+) -> None:
+    """`out = dL/dp * error_weight(|target - probs|)` on one block, in `out` and `scratch`.
+
+    `out`, `probs`, `target` (and `grad` if a tensor) are `(k, m)` blocks, `grad`'s pair `(k, 1)`, `scratch`
+    flat with at least `2 k m` elements. Eq. 10 (docs/surgery.md#error-weight-and-decline-exponent): both
+    decline factors come from one `exp(n log x)` over `[e, 1 - e]`, clamped at `(eps/8)**(1/n)` as in
+    `_pow_minus_one_` (no result changes, no subnormals); their product is `1 - a - b` where
+    `decline_sum_is_exact`, else `(a - 1)(b - 1)`. 11 operator calls (13 for a pair, one more for a
+    target that is not of the dtype of `out`).
+    """
+    powers = scratch[: 2 * out.numel()].view(2, *out.shape)
+    error, tail = powers[0], powers[1]
+    if target.dtype != out.dtype:  # converted once, in cache: mixed-dtype operations cost twice as much
+        target = tail.copy_(target)
+    torch.sub(probs, target, out=error).abs_()  # e = |y - p|
+    if isinstance(grad, tuple):
+        offset, slope = grad
+        torch.mul(target, slope, out=out).add_(offset).mul_(error)  # (offset + slope y) e
+    else:
+        torch.mul(grad, error, out=out)
+    if exponent is None:
+        out.mul_(0.25)
+        return
+    torch.sub(1, error, out=tail)
+    floor = (torch.finfo(out.dtype).eps / 8) ** (1.0 / exponent)
+    powers.clamp_min_(floor).log_().mul_(exponent).exp_()  # a = e**n, b = (1 - e)**n
+    head = error
+    if decline_sum_is_exact(exponent, out.dtype):
+        torch.add(0.25, head.add_(tail), alpha=-0.25, out=head)  # 0.25 (1 - a - b)
+    else:
+        torch.add(-0.5, powers, alpha=0.5, out=powers)  # 0.5 (a - 1), 0.5 (b - 1): exact halvings
+        head.mul_(tail)  # 0.25 (1 - a)(1 - b)
+    out.mul_(head)
+
+
+def _blocks(rows: int, cols: int, block: int):
+    """`(row slice, column slice)` pairs that tile a `(rows, cols)` array in blocks of <= `block` elements
+    (whole rows when a row is shorter than `block`)."""
+    row_step, col_step = max(1, block // cols), min(cols, block)
+    for r in range(0, rows, row_step):
+        for c in range(0, cols, col_step):
+            yield slice(r, r + row_step), slice(c, c + col_step)
+
+
+def _sigmoid_grad(
+    probs: torch.Tensor,
+    target: torch.Tensor,
+    grad: ProbsGrad,
+    exponent: float | None,
+    reuse_probs: bool = False,
+) -> torch.Tensor:
+    """`dL/dp * error_weight(|target - probs|)`: the surgical sigmoid's logit gradient (Eq. 10).
+
+    Args:
+        probs: `(b, c, *spatial)` float32 or float64.
+        target: of the same shape, bool, integer or of the dtype of `probs`, values in `[0, 1]`.
+        grad: `dL/dp` of the same shape (any strides), or an `(offset, slope)` pair (`ProbsGrad`).
+        exponent: decline exponent `n`; `None` drops the decline factors.
+        reuse_probs: write the result into `probs` (if contiguous), which is then lost.
+
+    Returns:
+        `(b, c, *spatial)`, contiguous, of the dtype of `probs`. Eager, it is computed in cache-resident
+        blocks of up to `SIGMOID_BLOCK` elements per thread (`_sigmoid_grad_block_`, each block read before
+        it is written), allocating only the result (none with `reuse_probs`) and two blocks.
+    """
+    if isinstance(grad, torch.Tensor):
+        grad = grad.to(probs.dtype)
+    else:
+        grad = tuple(g.to(probs.dtype) for g in grad)
+    if torch.compiler.is_compiling():  # dynamo refuses `out=` views; inductor fuses this anyway
+        target = target.to(probs.dtype)
+        if isinstance(grad, tuple):
+            grad = (
+                grad[0].view(*probs.shape[:2], *[1] * (probs.ndim - 2))
+                + grad[1].view(*probs.shape[:2], *[1] * (probs.ndim - 2)) * target
+            )
+        return grad * error_weight((target - probs).abs(), exponent)
+    if target.dtype == torch.bool:
+        target = target.view(torch.uint8)  # same bytes; ATen's mixed-dtype kernels are slow for bool
+    if probs.numel() == 0:
+        return torch.empty_like(probs)
+    rows = probs.shape[0] * probs.shape[1]
+    out = probs.view(rows, -1) if reuse_probs and probs.is_contiguous() else None
+    probs, target = (t.contiguous().view(rows, -1) for t in (probs, target))
+    if isinstance(grad, torch.Tensor):
+        grad = grad.contiguous().view(rows, -1)
+    out = torch.empty_like(probs) if out is None else out
+    block = min(SIGMOID_BLOCK * torch.get_num_threads(), out.numel())
+    scratch = torch.empty(2 * block, dtype=out.dtype, device=out.device)
+    for r, c in _blocks(*out.shape, block):
+        block_grad = grad[r, c] if isinstance(grad, torch.Tensor) else (grad[0][r], grad[1][r])
+        _sigmoid_grad_block_(out[r, c], probs[r, c], target[r, c], block_grad, scratch, exponent)
+    return out
+
+
+def _sigmoid_forward(ctx, logits: torch.Tensor, target: torch.Tensor, exponent: float | None) -> torch.Tensor:
+    """The probabilities (autocast off, float32 or float64); saves them and the target in `ctx`."""
+    ctx.logits_shape, ctx.logits_dtype, ctx.exponent = logits.shape, logits.dtype, exponent
+    with torch.autocast(device_type=logits.device.type, enabled=False):
+        probs = torch.sigmoid(logits.to(_math_dtype(logits)))
+    if target.is_floating_point():
+        target = target.to(probs.dtype)
+    ctx.save_for_backward(probs, target)
+    return probs
+
+
 class _SurgicalSigmoid(torch.autograd.Function):
-    """Element-wise sigmoid with `p(1 - p)` replaced by `error_weight(|y - p|)` in the backward."""
+    """Element-wise sigmoid with `p(1 - p)` replaced by `error_weight(|y - p|)` in the backward.
+
+    Saves only the probabilities (as torch's sigmoid does) and the target; the weight is computed in the
+    backward, fused with the product by `dL/dp` (`_sigmoid_grad`).
+    """
 
     @staticmethod
     def forward(ctx, logits: torch.Tensor, target: torch.Tensor, exponent: float | None) -> torch.Tensor:
-        ctx.logits_dtype = logits.dtype
-        with torch.autocast(device_type=logits.device.type, enabled=False):
-            probs = torch.sigmoid(logits.to(_math_dtype(logits)))
-            ctx.save_for_backward(_error_weight_((target.to(probs.dtype) - probs).abs_(), exponent))
-        return probs
+        return _sigmoid_forward(ctx, logits, target, exponent)
 
     @staticmethod
     def backward(ctx, grad_probs: torch.Tensor):
-        (weight,) = ctx.saved_tensors
-        return (weight * grad_probs.to(weight.dtype)).to(ctx.logits_dtype), None, None
+        probs, target = ctx.saved_tensors
+        grad_logits = _sigmoid_grad(probs, target, grad_probs, ctx.exponent)
+        return grad_logits.view(ctx.logits_shape).to(ctx.logits_dtype), None, None
+
+
+class _SurgicalSigmoidSums(torch.autograd.Function):
+    """`(sum(p * y), sum(p), sum(y))` over the spatial axes of `p = surgical_sigmoid(logits, y)`, one node.
+
+    The gradients of the first two reach `p` as `dL/dp = g_sum_p + g_sum_py * y`; the backward applies that
+    pair per (image, channel) inside the blocks of `_sigmoid_grad` instead of building `dL/dp`, and writes
+    the logit gradient into the buffer of `p`, which nothing else holds. The forward converts the target
+    once and multiplies `p` into that copy. Fresh tensors of the logits' size: two (`p` and the copy),
+    where autograd through `sigmoid`, `p * y` and the sums makes six (docs/surgery.md#numerics).
+    """
+
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor, target: torch.Tensor, exponent: float | None):
+        probs = _sigmoid_forward(ctx, logits, target, exponent)
+        axes = tuple(range(2, probs.ndim))
+        y = (target.view(torch.uint8) if target.dtype == torch.bool else target).to(probs.dtype)
+        # the same operations as the unfused loss (SoftTverskyLoss), hence the same values
+        sum_y = y.sum(axes, dtype=probs.dtype)
+        product = torch.mul(probs, y, out=y) if y is not target else probs * y
+        ctx.mark_non_differentiable(sum_y)
+        ctx.spent = False
+        return product.sum(axes, dtype=probs.dtype), probs.sum(axes, dtype=probs.dtype), sum_y
+
+    @staticmethod
+    def backward(ctx, grad_intersect: torch.Tensor, grad_sum_pred: torch.Tensor, _):
+        if ctx.spent:
+            raise RuntimeError(
+                "surgical_sigmoid_sums: its backward reuses the probabilities' buffer and can run only once "
+                "(retain_graph is not supported)"
+            )
+        ctx.spent = True
+        probs, target = ctx.saved_tensors
+        pair = (grad_sum_pred.reshape(-1, 1), grad_intersect.reshape(-1, 1))
+        grad_logits = _sigmoid_grad(probs, target, pair, ctx.exponent, reuse_probs=True)
+        return grad_logits.view(ctx.logits_shape).to(ctx.logits_dtype), None, None
 
 
 def validate_exponent(exponent: float | None) -> float | None:
@@ -236,3 +411,31 @@ def surgical_sigmoid(
             f"but got {tuple(target.shape)}"
         )
     return _SurgicalSigmoid.apply(logits, target.detach(), validate_exponent(exponent))
+
+
+def surgical_sigmoid_sums(
+    logits: torch.Tensor, target: torch.Tensor, exponent: float | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Region sums `(sum(p * y), sum(p), sum(y))` of `p = surgical_sigmoid(logits, target, exponent)`.
+
+    Values and gradients are those of `(p * y).sum(axes)`, `p.sum(axes)` and `y.sum(axes)` (axes: the
+    spatial ones, `y` the target as float32, float64 for float64 logits; `sum(y)` has no gradient), in one
+    autograd node with fewer passes and allocations (`_SurgicalSigmoidSums`). Its backward can run only
+    once (no `retain_graph`). `SoftTverskyLoss` uses it for region-based training
+    (docs/surgery.md#sigmoid-and-region-based-training).
+
+    Args:
+        logits: `(b, c, *spatial)`, any float dtype.
+        target: region tensor of the logits' shape, values in `[0, 1]`, any dtype (bool is cheapest).
+        exponent: decline exponent `n`; `None` drops the decline factors.
+
+    Returns:
+        `(b, c)` each, float32 (float64 for float64 logits).
+    """
+    target = as_channel_target(logits, target)
+    if not is_onehot(logits, target):
+        raise ValueError(
+            f"surgical_sigmoid_sums needs a region target of the logits' shape {tuple(logits.shape)}, "
+            f"but got {tuple(target.shape)}"
+        )
+    return _SurgicalSigmoidSums.apply(logits, target.detach(), validate_exponent(exponent))

@@ -7,7 +7,8 @@ from collections.abc import Callable
 import torch
 
 from nnunet_surgery.losses._prepare import SURGICAL_COUNTERPARTS, RegionLoss
-from nnunet_surgery.surgery import validate_exponent
+from nnunet_surgery.surgery import surgical_sigmoid, surgical_sigmoid_sums, validate_exponent
+from nnunet_surgery.targets import as_channel_target, is_onehot
 
 __all__ = ["SURGICAL_COUNTERPARTS", "SoftTverskyLoss"]
 
@@ -69,18 +70,33 @@ class SoftTverskyLoss(RegionLoss):
         self.surgery = surgery
         self.exponent = validate_exponent(exponent)
 
+    def _fuses_region_sums(self, x: torch.Tensor, y: torch.Tensor, loss_mask: torch.Tensor | None) -> bool:
+        """Whether `forward` takes `sum(p y)` and `sum(p)` from `surgical_sigmoid_sums` (same values and
+        gradients, fewer passes: bench/loss.py): surgical sigmoid over all channels, no mask, eager."""
+        return (
+            self.surgery
+            and SURGICAL_COUNTERPARTS[self.apply_nonlin] is surgical_sigmoid
+            and self.do_bg
+            and loss_mask is None
+            and is_onehot(x, as_channel_target(x, y))
+            and not torch.compiler.is_compiling()
+        )
+
     def forward(
         self, x: torch.Tensor, y: torch.Tensor, loss_mask: torch.Tensor | None = None
     ) -> torch.Tensor:
         # nnU-Net accumulates in float32 whatever the input dtype (fp16 under autocast); float64 stays float64
         acc = torch.promote_types(x.dtype, torch.float32)
-        x, y_onehot = self.prepare(x, y, acc, surgery=self.surgery, exponent=self.exponent)
         axes = tuple(range(2, x.ndim))
-        with torch.no_grad():
-            y_onehot = y_onehot.to(acc)
-            sum_gt = (y_onehot if loss_mask is None else y_onehot * loss_mask).sum(axes, dtype=acc)
-        intersect = (x * y_onehot if loss_mask is None else x * y_onehot * loss_mask).sum(axes, dtype=acc)
-        sum_pred = (x if loss_mask is None else x * loss_mask).sum(axes, dtype=acc)
+        if self._fuses_region_sums(x, y, loss_mask):
+            intersect, sum_pred, sum_gt = surgical_sigmoid_sums(x, y, self.exponent)
+        else:
+            x, y_onehot = self.prepare(x, y, acc, surgery=self.surgery, exponent=self.exponent)
+            with torch.no_grad():
+                y_onehot = y_onehot.to(acc)
+                sum_gt = (y_onehot if loss_mask is None else y_onehot * loss_mask).sum(axes, dtype=acc)
+            intersect = (x * y_onehot if loss_mask is None else x * y_onehot * loss_mask).sum(axes, dtype=acc)
+            sum_pred = (x if loss_mask is None else x * loss_mask).sum(axes, dtype=acc)
 
         intersect, sum_pred, sum_gt = self.reduce(intersect, sum_pred, sum_gt)
         beta = 1.0 - self.alpha

@@ -11,7 +11,15 @@ import math
 import pytest
 import torch
 
-from nnunet_surgery.surgery import P_Y_MIN, softmax_rescale, surgical_sigmoid, surgical_softmax
+import nnunet_surgery.surgery as surgery_module
+from nnunet_surgery.surgery import (
+    P_Y_MIN,
+    decline_sum_is_exact,
+    softmax_rescale,
+    surgical_sigmoid,
+    surgical_sigmoid_sums,
+    surgical_softmax,
+)
 
 EXPONENTS = [None, 1, 5, 20]
 # (batch, channels, *spatial): 2D and 3D, batch 1 and 3, two and three channels
@@ -318,6 +326,88 @@ def test_sigmoid_backward_at_saturated_logits_is_finite_and_error_weighted(expon
     # e is exactly 0 (correct) or 1 (confidently wrong): w = 0, or 0.25 without the decline factors
     e = torch.tensor([0.0, 1.0, 1.0, 0.0], dtype=torch.float64).view(1, 4, 1)
     torch.testing.assert_close(grad.to(torch.float64), g.to(torch.float64) * _paper_weight(e, exponent))
+
+
+@pytest.mark.parametrize("exponent", [None, 5, 20])
+@pytest.mark.parametrize("block", [7, 20, 1 << 17], ids=["rows-split", "rows-joined", "default"])
+def test_float32_sigmoid_backward_is_float64_formula_within_derived_rounding(exponent, block, monkeypatch):
+    """The float32 backward (blocks, `exp(n log x)`, `1 - a - b` at n = 20) against Eq. 10 in float64.
+
+    Both at the same float32 probabilities, so only the weight's arithmetic differs. Bound derived in
+    docs/surgery.md#numerics (u = 2**-24): `|F32 - F| <= 0.25 (n + 8) u` for the decline factor
+    `F = 0.25 (1 - a)(1 - b)`, and 4 u relative for `e` and the products; 10 instead of 8 covers the
+    second-order terms.
+    """
+    monkeypatch.setattr(surgery_module, "SIGMOID_BLOCK", block)
+    z = _logits(3, 2, (7, 5), seed=90, scale=4.0, dtype=torch.float32)
+    target = torch.rand(z.shape, generator=_gen(91)) < 0.4
+    g = torch.randn(z.shape, generator=_gen(92))
+    grad = _vjp(lambda x: surgical_sigmoid(x, target, exponent), z, g)
+    assert grad.dtype == torch.float32
+    e = (target.to(torch.float64) - torch.sigmoid(z).to(torch.float64)).abs()
+    expected = g.to(torch.float64) * _paper_weight(e, exponent)
+    u = 2.0**-24
+    bound = 0.25 * e * g.abs().to(torch.float64) * ((exponent or 0) + 10) * u + 4 * u * expected.abs()
+    assert ((grad.to(torch.float64) - expected).abs() <= bound).all()
+
+
+@pytest.mark.parametrize("exponent", [1, 2.5, 5, 16, 17, 20, 30, 31, 40])
+def test_decline_sum_is_exact_only_where_the_dropped_product_is_below_eps_over_128(exponent):
+    """`(1 - a)(1 - b) - (1 - a - b) = ab`, relative to the product at most 4**(1-n) / (1 - 2**-n): checked
+    against the product on a fine grid of e (float64 math; the bound is a supremum over [0, 1])."""
+    e = torch.linspace(0, 1, 200_001, dtype=torch.float64)[1:-1]
+    a, b = e**exponent, (1 - e) ** exponent
+    ratio = (a * b / ((1 - a) * (1 - b))).max().item()
+    bound = 4.0 ** (1 - exponent) / (1 - 2.0**-exponent)
+    assert ratio <= bound * (1 + 1e-12)
+    for dtype in (torch.float32, torch.float64):
+        assert decline_sum_is_exact(exponent, dtype) == (bound <= torch.finfo(dtype).eps / 128)
+        if decline_sum_is_exact(exponent, dtype):
+            assert ratio <= torch.finfo(dtype).eps / 128
+    assert decline_sum_is_exact(20, torch.float32) and not decline_sum_is_exact(20, torch.float64)
+    assert not decline_sum_is_exact(None, torch.float32) and not decline_sum_is_exact(0.5, torch.float32)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("target_dtype", [torch.bool, torch.float32, torch.float64])
+@pytest.mark.parametrize("block", [5, 64, 1 << 17], ids=["rows-split", "rows-joined", "default"])
+@pytest.mark.parametrize("exponent", [None, 20])
+def test_surgical_sigmoid_sums_equal_unfused_sums_and_gradient_bitwise(
+    dtype, target_dtype, block, exponent, monkeypatch
+):
+    monkeypatch.setattr(surgery_module, "SIGMOID_BLOCK", block)
+    z = _logits(2, 3, (6, 5, 4), seed=95, scale=4.0, dtype=dtype)
+    target = (torch.rand(z.shape, generator=_gen(96)) < 0.4).to(target_dtype)
+    coefficients = torch.randn(3, 2, 3, generator=_gen(97), dtype=torch.float64)
+    axes = (2, 3, 4)
+
+    def loss(sums):
+        return sum((c.to(s.dtype) * s).sum() for c, s in zip(coefficients, sums))
+
+    fused_leaf = z.clone().requires_grad_()
+    fused = surgical_sigmoid_sums(fused_leaf, target, exponent)
+    loss(fused[:2]).backward()
+
+    leaf = z.clone().requires_grad_()
+    p = surgical_sigmoid(leaf, target, exponent)
+    y = target.to(p.dtype)
+    unfused = ((p * y).sum(axes, dtype=p.dtype), p.sum(axes, dtype=p.dtype), y.sum(axes, dtype=p.dtype))
+    loss(unfused[:2]).backward()
+
+    for got, expected in zip(fused, unfused):
+        assert got.dtype == expected.dtype and torch.equal(got, expected)
+    assert not fused[2].requires_grad
+    assert fused_leaf.grad.dtype == dtype and torch.equal(fused_leaf.grad, leaf.grad)
+
+
+def test_surgical_sigmoid_sums_backward_runs_once():
+    z = _logits(1, 2, (4, 4), seed=98).requires_grad_()
+    target = torch.rand(z.shape, generator=_gen(99)) < 0.5
+    intersect, sum_pred, _ = surgical_sigmoid_sums(z, target, 20)
+    loss = (intersect - sum_pred).sum()
+    loss.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="only once"):
+        loss.backward()
 
 
 # ------------------------------------------------------------------------------------------ bad input

@@ -16,7 +16,13 @@ from pathlib import Path
 
 from nnunet_surgery.report.errors import ReportError
 
-__all__ = ["check_writable", "default_dir_mode", "staged_folder", "write_text_atomic"]
+__all__ = [
+    "check_writable",
+    "default_dir_mode",
+    "move_folder_into_place",
+    "staged_folder",
+    "write_text_atomic",
+]
 
 
 def check_writable(path: str | Path, what: str = "OUT_DIR") -> None:
@@ -69,6 +75,23 @@ def write_text_atomic(path: str | Path, text: str, what: str = "the output") -> 
         raise ReportError(f"{path}: cannot write {what} ({error.strerror or error})") from None
 
 
+def move_folder_into_place(staging: Path, target: Path) -> None:
+    """Rename the finished folder `staging` to `target` (a sibling), replacing an existing `target`: that
+    one is first moved aside into a hidden folder, then removed.
+
+    Raises:
+        OSError: a rename fails (`target` is then untouched, or back where it was not yet replaced).
+    """
+    staging.chmod(default_dir_mode())
+    if not target.exists():
+        os.rename(staging, target)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+    os.replace(target, old / target.name)
+    os.rename(staging, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
 @contextmanager
 def staged_folder(out_dir: str | Path, *, overwrite: bool) -> Iterator[Path]:
     """A staging folder beside `out_dir` that replaces `out_dir` when the `with` block succeeds.
@@ -90,14 +113,7 @@ def staged_folder(out_dir: str | Path, *, overwrite: bool) -> Iterator[Path]:
         raise ReportError(f"{out_dir}: cannot create the output folder ({error.strerror or error})") from None
     try:
         yield staging
-        staging.chmod(default_dir_mode())
-        if out_dir.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".old", dir=out_dir.parent))
-            os.replace(out_dir, old / out_dir.name)
-            os.rename(staging, out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(staging, out_dir)
+        move_folder_into_place(staging, out_dir)
     except OSError as error:
         raise ReportError(f"{out_dir}: cannot write the output folder ({error.strerror or error})") from None
     finally:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from nnunet_surgery.commands._options import add_common_arguments, processes
+
 __all__ = ["HELP", "add_arguments", "run"]
 
 HELP = (
@@ -34,34 +36,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-o", dest="out_dir", required=True, metavar="OUT_DIR", help="output folder (OUT_DIR/CASE/*.nii.gz)"
     )
-    parser.add_argument(
-        "-np",
-        dest="num_processes",
-        type=int,
-        default=None,
-        help="number of processes. Default: nnU-Net's default (nnUNet_def_n_proc, 8), at most the CPU count",
-    )
-    parser.add_argument("--overwrite", action="store_true", help="replace maps of cases already in OUT_DIR")
-    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    add_common_arguments(parser, overwrite="replace maps of cases already in OUT_DIR")
 
 
 def run(args: argparse.Namespace) -> int:
-    import os
-
     from nnunet_surgery.maps.export import export_maps
     from nnunet_surgery.report import ReportError
 
-    if args.num_processes is None:
-        from nnunetv2.configuration import default_num_processes
-
-        args.num_processes = max(1, min(default_num_processes, os.cpu_count() or 1))
     try:
         cases = export_maps(
             args.pred_folders,
             args.reference,
             args.djfile,
             args.out_dir,
-            num_processes=args.num_processes,
+            num_processes=processes(args),
             overwrite=args.overwrite,
             progress=args.progress,
         )

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from nnunet_surgery.commands._options import add_common_arguments, processes, roi_argument
+
 __all__ = ["HELP", "add_arguments", "run"]
 
 HELP = (
@@ -17,25 +19,6 @@ _FIT_HELP = (
     "nnUNetv2_train --npz), minimising the NLL over the ROI voxels"
 )
 _APPLY_HELP = "write recalibrated CASE.npz for every case of PRED_FOLDER (segmentations copied unchanged)"
-
-
-def _roi(text: str):
-    from nnunet_surgery.report.inputs import parse_roi
-
-    try:
-        return parse_roi(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-
-
-def _processes(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "-np",
-        dest="num_processes",
-        type=int,
-        default=None,
-        help="number of processes. Default: nnU-Net's default (nnUNet_def_n_proc, 8), at most the CPU count",
-    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -65,14 +48,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     fit.add_argument(
         "--roi",
-        type=_roi,
+        type=roi_argument,
         default="all",
         metavar="{all,band:D,mask:FOLDER}",
         help="voxels fitted on, as the report's --roi. Default: all",
     )
-    _processes(fit)
-    fit.add_argument("--overwrite", action="store_true", help="replace an existing CALIBRATOR.json")
-    fit.add_argument("--no-progress", dest="progress", action="store_false", help="no progress output")
+    add_common_arguments(fit, overwrite="replace an existing CALIBRATOR.json", progress="no progress output")
 
     apply = actions.add_parser("apply", help=_APPLY_HELP, description=_APPLY_HELP)
     apply.add_argument("calibrator", metavar="CALIBRATOR.json", help="a calibrator of `recalibrate fit`")
@@ -80,20 +61,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "pred_folder", metavar="PRED_FOLDER", help="CASE.npz of nnUNetv2_predict --save_probabilities"
     )
     apply.add_argument("-o", dest="output", required=True, metavar="OUT_FOLDER", help="new folder to write")
-    _processes(apply)
-    apply.add_argument("--overwrite", action="store_true", help="replace an existing OUT_FOLDER")
-    apply.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    add_common_arguments(apply, overwrite="replace an existing OUT_FOLDER")
 
 
-def _default_processes() -> int:
-    import os
-
-    from nnunetv2.configuration import default_num_processes
-
-    return max(1, min(default_num_processes, os.cpu_count() or 1))
-
-
-def _fit(args: argparse.Namespace, processes: int) -> str:
+def _fit(args: argparse.Namespace, num_processes: int) -> str:
     from pathlib import Path
 
     from nnunet_surgery.files import check_writable
@@ -113,7 +84,7 @@ def _fit(args: argparse.Namespace, processes: int) -> str:
         args.djfile,
         method=args.method,
         roi=args.roi,
-        num_processes=processes,
+        num_processes=num_processes,
         progress=args.progress,
     )
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -134,7 +105,7 @@ def _fit(args: argparse.Namespace, processes: int) -> str:
     )
 
 
-def _apply(args: argparse.Namespace, processes: int) -> str:
+def _apply(args: argparse.Namespace, num_processes: int) -> str:
     from nnunet_surgery.recalibration.apply import apply_calibrator
 
     written = apply_calibrator(
@@ -142,7 +113,7 @@ def _apply(args: argparse.Namespace, processes: int) -> str:
         args.pred_folder,
         args.output,
         overwrite=args.overwrite,
-        num_processes=processes,
+        num_processes=num_processes,
         progress=args.progress,
     )
     return f"wrote {args.output} ({written} case(s))"
@@ -151,9 +122,9 @@ def _apply(args: argparse.Namespace, processes: int) -> str:
 def run(args: argparse.Namespace) -> int:
     from nnunet_surgery.report import ReportError
 
-    processes = _default_processes() if args.num_processes is None else args.num_processes
+    count = processes(args)
     try:
-        message = (_fit if args.action == "fit" else _apply)(args, processes)
+        message = (_fit if args.action == "fit" else _apply)(args, count)
     except ReportError as error:
         print(f"nnunet-surgery recalibrate {args.action}: error: {error}", file=sys.stderr)
         return 2

@@ -5,20 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
+from nnunet_surgery.commands._options import add_common_arguments, processes, roi_argument
+
 __all__ = ["HELP", "add_arguments", "run"]
 
 HELP = (
     "calibration report (NLL, ECE, MCE, ACE, Brier, Dice, reliability diagrams) of nnU-Net probability maps"
 )
-
-
-def _roi(text: str):
-    from nnunet_surgery.report.inputs import parse_roi
-
-    try:
-        return parse_roi(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _ensemble(text: str):
@@ -56,15 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--names", nargs="+", default=None, metavar="NAME", help="model names. Default: each folder's name"
     )
     parser.add_argument(
-        "-np",
-        dest="num_processes",
-        type=int,
-        default=None,
-        help="number of processes. Default: nnU-Net's default (nnUNet_def_n_proc, 8), at most the CPU count",
-    )
-    parser.add_argument(
         "--roi",
-        type=_roi,
+        type=roi_argument,
         default="all",
         metavar="{all,band:D,mask:FOLDER}",
         help="voxels scored by the calibration metrics: all (default), the reference foreground plus a band of D "
@@ -118,8 +104,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="gallery/CASE.png for the K cases where the models' case ECE differs most and each model's worst "
         "case (image slice, reference contour, each model's probability), and case_ece_<label>.png. Default: 0",
     )
-    parser.add_argument("--overwrite", action="store_true", help="replace a report already in OUT_DIR")
-    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    add_common_arguments(parser, overwrite="replace a report already in OUT_DIR")
 
 
 def _ensembles(pairs: list[tuple[str, tuple]]) -> dict[str, tuple]:
@@ -131,14 +116,6 @@ def _ensembles(pairs: list[tuple[str, tuple]]) -> dict[str, tuple]:
             f"--ensemble: two ensembles are named {sorted(n for n in names if names.count(n) > 1)[0]!r}"
         )
     return dict(pairs)
-
-
-def _default_processes() -> int:
-    import os
-
-    from nnunetv2.configuration import default_num_processes
-
-    return max(1, min(default_num_processes, os.cpu_count() or 1))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -154,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
             n_bins=args.bins,
             roi=args.roi,
             truth_folder=args.truth,
-            num_processes=_default_processes() if args.num_processes is None else args.num_processes,
+            num_processes=processes(args),
             bootstrap=args.bootstrap,
             seed=args.bootstrap_seed,
             preset=args.preset,

@@ -16,10 +16,8 @@ hidden folder that is renamed to `OUT_DIR/CASE` when complete (docs/maps.md).
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from nnunet_surgery.calibration import ProbabilityError, check_probabilities
-from nnunet_surgery.files import check_writable
+from nnunet_surgery.files import check_writable, move_folder_into_place
 from nnunet_surgery.maps.geometry import read_geometry
 from nnunet_surgery.maps.uncertainty import EnsembleSums
 from nnunet_surgery.report.errors import ReportError
@@ -40,7 +38,7 @@ from nnunet_surgery.report.inputs import (
 )
 from nnunet_surgery.report.inputs.folders import NPZ_ENDING
 from nnunet_surgery.report.scoring.case import check_probability_shape
-from nnunet_surgery.report.scoring.pool import ordered_map
+from nnunet_surgery.report.scoring.pool import map_cases
 
 __all__ = ["MapsTask", "export_case", "export_maps", "map_file_names"]
 
@@ -115,28 +113,15 @@ def export_case(task: MapsTask) -> str:
             arrays += [maps.std[channel] for channel in layout.channels] + [maps.mutual_information]
         for name, array in zip(map_file_names(layout, maps.members), arrays, strict=True):
             geometry.write(array, staging / name)
-        staging.chmod(0o777 & ~_umask())
-        if target.exists():
-            if not task.overwrite:
-                raise ReportError(f"{target}: exists; pass --overwrite to replace it")
-            old = Path(tempfile.mkdtemp(prefix=f".{task.case}.", suffix=".old", dir=task.out_dir))
-            os.replace(target, old / task.case)
-            os.rename(staging, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(staging, target)
+        if target.exists() and not task.overwrite:
+            raise ReportError(f"{target}: exists; pass --overwrite to replace it")
+        move_folder_into_place(staging, target)
     except OSError as error:
         raise ReportError(f"{target}: cannot write the maps ({error.strerror or error})") from None
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     return task.case
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _reference_files(folder: Path, ending: str) -> dict[str, Path]:
@@ -174,7 +159,6 @@ def export_maps(
         ReportError: any bad input or unwritable output, in one line, before or while a case is written
             (cases finished before stay: each case folder is complete or absent).
     """
-    from tqdm import tqdm
 
     if not pred_folders:
         raise ReportError("PRED_FOLDER: give at least one prediction folder")
@@ -221,17 +205,8 @@ def export_maps(
                  out_dir.absolute(), overwrite)
         for case in cases
     ]  # fmt: skip
-    results = (
-        ordered_map(export_case, tasks, num_processes, name=lambda task: task.case)
-        if num_processes > 1
-        else map(export_case, tasks)
-    )
-    bar = tqdm(
-        results,
-        total=len(tasks),
-        desc="maps",
-        unit="case",
-        file=sys.stderr,
-        disable=None if progress else True,
-    )
-    return list(bar)
+    return map_cases(export_case, tasks, num_processes, _case_name, desc="maps", progress=progress)
+
+
+def _case_name(task: MapsTask) -> str:
+    return task.case

@@ -11,7 +11,6 @@ every case succeeded.
 from __future__ import annotations
 
 import shutil
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from nnunet_surgery.report.errors import ReportError
 from nnunet_surgery.report.inputs import load_probabilities
 from nnunet_surgery.report.inputs.folders import NPZ_ENDING, case_files
 from nnunet_surgery.report.inputs.reading import PROBABILITIES_KEY
-from nnunet_surgery.report.scoring.pool import ordered_map
+from nnunet_surgery.report.scoring.pool import map_cases
 
 __all__ = ["ApplyTask", "apply_calibrator", "apply_case"]
 
@@ -82,6 +81,10 @@ def apply_case(task: ApplyTask) -> str:
     return task.case
 
 
+def _case_name(task: ApplyTask) -> str:
+    return task.case
+
+
 def apply_calibrator(
     calibrator_json: str | Path,
     pred_folder: str | Path,
@@ -107,7 +110,6 @@ def apply_calibrator(
     Raises:
         ReportError: any bad input or unwritable output, in one line; nothing is written then.
     """
-    from tqdm import tqdm
 
     if isinstance(num_processes, bool) or not isinstance(num_processes, int) or num_processes < 1:
         raise ReportError(f"-np: the number of processes must be an integer >= 1, but got {num_processes!r}")
@@ -128,21 +130,8 @@ def apply_calibrator(
             tasks.append(
                 ApplyTask(case, source, segmentation if segmentation.is_file() else None, staging, calibrator)
             )
-        results = (
-            ordered_map(apply_case, tasks, num_processes, name=lambda task: task.case)
-            if (num_processes > 1)
-            else map(apply_case, tasks)
-        )
         try:
-            for _ in tqdm(
-                results,
-                total=len(tasks),
-                desc="recalibrate",
-                unit="case",
-                file=sys.stderr,
-                disable=None if progress else True,
-            ):
-                pass
+            map_cases(apply_case, tasks, num_processes, _case_name, desc="recalibrate", progress=progress)
         except OSError as error:
             raise ReportError(f"{out_folder}: cannot write ({error.strerror or error})") from None
     return len(tasks)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -35,7 +34,7 @@ from nnunet_surgery.report.scoring.metrics import (
     VariantMetrics,
     nan_mean_of,
 )
-from nnunet_surgery.report.scoring.pool import ordered_map
+from nnunet_surgery.report.scoring.pool import ordered_map, read_ahead
 from nnunet_surgery.report.scoring.report import (
     Bootstrap,
     CalibrationReport,
@@ -64,7 +63,7 @@ def iterate_cases(
     )
     try:
         if num_processes <= 1:
-            for result in _prefetched(tasks):
+            for result in read_ahead(prepare_case, finish_case, tasks):
                 yield result
                 bar.update()
         else:
@@ -73,24 +72,6 @@ def iterate_cases(
                 bar.update()
     finally:
         bar.close()
-
-
-def _prefetched(tasks: Sequence[CaseTask]) -> Iterator[CaseStats]:
-    """`score_case` for every task in this process, reading ahead: while case i is scored, one background
-    thread prepares case i + 1 (reference, mask, truth, first model's probabilities; `prepare_case`).
-
-    zlib and the label reader release the GIL, so reading overlaps scoring; memory holds one prepared
-    case more, whatever the number of cases. Every `prepare_case` runs in the same single thread, so
-    nnU-Net's reader, whose stdout is redirected while it reads, never runs in two threads at once.
-    """
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="report-prefetch") as reader:
-        upcoming = reader.submit(prepare_case, tasks[0]) if tasks else None
-        for index, task in enumerate(tasks):
-            # `finish_case` gets the only reference, so it frees the first model's map once scored
-            prepared = [upcoming.result()]
-            upcoming = reader.submit(prepare_case, tasks[index + 1]) if index + 1 < len(tasks) else None
-            yield finish_case(task, prepared.pop())
-        # an error leaves the next case's preparation running: `with` waits for it (one case at most)
 
 
 @dataclass(frozen=True)

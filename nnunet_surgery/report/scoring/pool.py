@@ -22,7 +22,7 @@ from typing import Generic, TypeVar
 
 from nnunet_surgery.report.errors import ReportError
 
-__all__ = ["IN_FLIGHT_PER_WORKER", "WorkerPool", "ordered_map", "read_ahead"]
+__all__ = ["IN_FLIGHT_PER_WORKER", "WorkerPool", "map_cases", "ordered_map", "read_ahead"]
 
 IN_FLIGHT_PER_WORKER = 2
 
@@ -165,6 +165,28 @@ def ordered_map(
     (`WorkerPool.map` in a pool of its own, ended when the map ends)."""
     with WorkerPool(num_processes) as pool:
         yield from pool.map(function, tasks, name)
+
+
+def map_cases(
+    function: Callable[[Task], Result],
+    tasks: Sequence[Task],
+    num_processes: int,
+    name: Callable[[Task], str],
+    *,
+    desc: str,
+    progress: bool,
+) -> list[Result]:
+    """`function(task)` for every task, in this process (`num_processes` 1) or in workers (`ordered_map`),
+    with a progress bar on stderr; the results in task order."""
+    import sys
+
+    from tqdm import tqdm
+
+    results = ordered_map(function, tasks, num_processes, name) if num_processes > 1 else map(function, tasks)
+    bar = tqdm(
+        results, total=len(tasks), desc=desc, unit="case", file=sys.stderr, disable=None if progress else True
+    )
+    return list(bar)
 
 
 def read_ahead(

@@ -1,0 +1,43 @@
+"""Options several commands share, declared once: `-np`, `--roi`, `--overwrite`, `--no-progress`."""
+
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["add_common_arguments", "processes", "roi_argument"]
+
+
+def roi_argument(text: str):
+    """argparse type of `--roi`: `all`, `band:D` or `mask:FOLDER` (a RoiSpec)."""
+    from nnunet_surgery.report.inputs import parse_roi
+
+    try:
+        return parse_roi(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def add_common_arguments(
+    parser: argparse.ArgumentParser, *, overwrite: str, progress: str = "no progress bar"
+) -> None:
+    """`-np`, `--overwrite` (with its help text) and `--no-progress`."""
+    parser.add_argument(
+        "-np",
+        dest="num_processes",
+        type=int,
+        default=None,
+        help="number of processes. Default: nnU-Net's default (nnUNet_def_n_proc, 8), at most the CPU count",
+    )
+    parser.add_argument("--overwrite", action="store_true", help=overwrite)
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help=progress)
+
+
+def processes(args: argparse.Namespace) -> int:
+    """`-np`, or nnU-Net's default number of processes (at most the CPU count)."""
+    if args.num_processes is not None:
+        return args.num_processes
+    import os
+
+    from nnunetv2.configuration import default_num_processes
+
+    return max(1, min(default_num_processes, os.cpu_count() or 1))

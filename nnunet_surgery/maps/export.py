@@ -24,7 +24,6 @@ from pathlib import Path
 
 import numpy as np
 
-from nnunet_surgery.calibration import ProbabilityError, check_probabilities
 from nnunet_surgery.files import check_writable, move_folder_into_place
 from nnunet_surgery.maps.geometry import read_geometry
 from nnunet_surgery.maps.uncertainty import EnsembleSums
@@ -32,12 +31,12 @@ from nnunet_surgery.report.errors import ReportError
 from nnunet_surgery.report.inputs import (
     LabelLayout,
     case_files,
+    check_probability_shape,
     load_dataset_json,
-    load_probabilities,
+    load_valid_probabilities,
     reader_for,
 )
 from nnunet_surgery.report.inputs.folders import NPZ_ENDING
-from nnunet_surgery.report.scoring.case import check_probability_shape
 from nnunet_surgery.report.scoring.pool import map_cases
 
 __all__ = ["MapsTask", "export_case", "export_maps", "map_file_names"]
@@ -81,14 +80,11 @@ class MapsTask:
 
 
 def _member(path: Path, expected: tuple[int, ...], layout: LabelLayout) -> np.ndarray:
-    probabilities = load_probabilities(
-        path, check_shape=lambda shape: check_probability_shape(path, shape, expected, layout)
+    return load_valid_probabilities(
+        path,
+        softmax=layout.softmax,
+        check_shape=lambda shape: check_probability_shape(path, shape, expected, layout),
     )
-    try:
-        low, high = check_probabilities(probabilities, softmax=layout.softmax)
-    except ProbabilityError as error:
-        raise ReportError(f"{path}: {error}") from None
-    return probabilities if low >= 0.0 and high <= 1.0 else np.clip(probabilities, 0.0, 1.0)
 
 
 def export_case(task: MapsTask) -> str:
@@ -98,6 +94,9 @@ def export_case(task: MapsTask) -> str:
         ReportError: unreadable, mismatched or invalid files, naming the file.
     """
     layout = task.layout
+    target = task.out_dir / task.case
+    if target.exists() and not task.overwrite:
+        raise ReportError(f"{target}: exists; pass --overwrite to replace it")
     geometry = read_geometry(task.reader_class, task.reference)
     expected = (layout.n_channels, *geometry.shape)
     sums = EnsembleSums(softmax=layout.softmax)
@@ -105,7 +104,6 @@ def export_case(task: MapsTask) -> str:
         sums.add(_member(path, expected, layout))
     maps = sums.maps()
     del sums
-    target = task.out_dir / task.case
     staging = Path(tempfile.mkdtemp(prefix=f".{task.case}.", suffix=".partial", dir=task.out_dir))
     try:
         arrays = [maps.mean[channel] for channel in layout.channels] + [maps.entropy]
@@ -113,8 +111,6 @@ def export_case(task: MapsTask) -> str:
             arrays += [maps.std[channel] for channel in layout.channels] + [maps.mutual_information]
         for name, array in zip(map_file_names(layout, maps.members), arrays, strict=True):
             geometry.write(array, staging / name)
-        if target.exists() and not task.overwrite:
-            raise ReportError(f"{target}: exists; pass --overwrite to replace it")
         move_folder_into_place(staging, target)
     except OSError as error:
         raise ReportError(f"{target}: cannot write the maps ({error.strerror or error})") from None

@@ -16,11 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from nnunet_surgery.calibration import ProbabilityError, check_probabilities
 from nnunet_surgery.files import check_writable, staged_folder
 from nnunet_surgery.recalibration.calibrator import Calibrator, read_calibrator
 from nnunet_surgery.report.errors import ReportError
-from nnunet_surgery.report.inputs import load_probabilities
+from nnunet_surgery.report.inputs import load_valid_probabilities
 from nnunet_surgery.report.inputs.folders import NPZ_ENDING, case_files
 from nnunet_surgery.report.inputs.reading import PROBABILITIES_KEY
 from nnunet_surgery.report.scoring.pool import map_cases
@@ -64,16 +63,12 @@ def apply_case(task: ApplyTask) -> str:
         ReportError: an unreadable, malformed or mismatched probability map, naming the file.
     """
     calibrator = task.calibrator
-    probabilities = load_probabilities(
-        task.source, check_shape=lambda shape: _check_shape(task.source, shape, calibrator)
+    probabilities = load_valid_probabilities(
+        task.source,
+        softmax=not calibrator.region_based,
+        check_shape=lambda shape: _check_shape(task.source, shape, calibrator),
+        hint="" if calibrator.region_based else " (the calibrator was fitted on softmax labels)",
     )
-    try:
-        low, high = check_probabilities(probabilities, softmax=not calibrator.region_based)
-    except ProbabilityError as error:
-        hint = " (the calibrator was fitted on softmax labels)" if not calibrator.region_based else ""
-        raise ReportError(f"{task.source}: {error}{hint}") from None
-    if low < 0.0 or high > 1.0:
-        probabilities = np.clip(probabilities, 0.0, 1.0)
     recalibrated = calibrator.transform(np.ascontiguousarray(probabilities))
     np.savez_compressed(task.staging / f"{task.case}{NPZ_ENDING}", **{PROBABILITIES_KEY: recalibrated})
     if task.segmentation is not None:
@@ -120,8 +115,6 @@ def apply_calibrator(
         raise ReportError(f"{out_folder}: OUT_FOLDER must not be PRED_FOLDER or a folder holding it")
     if out_folder.exists() and not out_folder.is_dir():
         raise ReportError(f"{out_folder}: OUT_FOLDER exists and is not a folder")
-    if out_folder.exists() and not overwrite:
-        raise ReportError(f"{out_folder}: OUT_FOLDER exists; pass --overwrite to replace it")
     check_writable(out_folder, "OUT_FOLDER")
     with staged_folder(out_folder, overwrite=overwrite) as staging:
         tasks = []

@@ -15,9 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
+from nnunet_surgery.files import write_text_atomic
 from nnunet_surgery.recalibration.logits import logits_from_probabilities, probabilities_from_logits
 from nnunet_surgery.recalibration.objective import METHODS, Method, Parameters
 from nnunet_surgery.report.errors import ReportError
+from nnunet_surgery.report.inputs.dataset import read_json
 
 __all__ = ["FORMAT", "VERSION", "Calibrator", "FitSummary", "read_calibrator"]
 
@@ -125,14 +127,7 @@ class Calibrator:
 
     def write(self, path: str | Path) -> None:
         """Write CALIBRATOR.json atomically (a temporary file beside it, then renamed)."""
-        path = Path(path)
-        partial = path.with_name(f".{path.name}.partial")
-        try:
-            partial.write_text(json.dumps(self.as_json(), indent=2) + "\n")
-            partial.replace(path)
-        except OSError as error:
-            partial.unlink(missing_ok=True)
-            raise ReportError(f"{path}: cannot write the calibrator ({error.strerror or error})") from None
+        write_text_atomic(path, json.dumps(self.as_json(), indent=2) + "\n", "the calibrator")
 
 
 def _number(path: Path, key: str, value: object, *, positive: bool = False) -> float:
@@ -161,12 +156,7 @@ def read_calibrator(path: str | Path) -> Calibrator:
             are missing, non-finite, non-positive temperatures or of the wrong length.
     """
     path = Path(path)
-    try:
-        content = json.loads(path.read_text())
-    except OSError as error:
-        raise ReportError(f"{path}: cannot read the calibrator ({error.strerror or error})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ReportError(f"{path}: not valid JSON ({error})") from None
+    content = read_json(path, "the calibrator")
     if not isinstance(content, dict) or content.get("format") != FORMAT:
         raise ReportError(
             f'{path}: not a calibrator of nnunet-surgery recalibrate fit (no "format": {FORMAT!r})'

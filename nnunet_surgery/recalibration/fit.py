@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 
-from nnunet_surgery.calibration import ProbabilityError, check_probabilities
 from nnunet_surgery.recalibration.calibrator import Calibrator, FitSummary
 from nnunet_surgery.recalibration.logits import logits_from_probabilities, saturation_bounds
 from nnunet_surgery.recalibration.newton import FitError, minimise
@@ -30,7 +29,7 @@ from nnunet_surgery.report.inputs import (
     load_dataset_json,
     reader_for,
 )
-from nnunet_surgery.report.scoring.case import CaseTask, PreparedCase, prepare_case
+from nnunet_surgery.report.scoring.case import CaseTask, PreparedCase, checked_chunk, prepare_case
 from nnunet_surgery.report.scoring.pool import WorkerPool, read_ahead
 
 __all__ = ["FIT_CHUNK_ELEMENTS", "CaseFit", "FitTask", "fit_calibrator", "fit_case"]
@@ -89,11 +88,7 @@ def _finish(task: FitTask, prepared: PreparedCase) -> CaseFit:
     step = max(4096, FIT_CHUNK_ELEMENTS // layout.n_channels)
     for start in range(0, flat.shape[1], step):
         chunk = slice(start, start + step)
-        probabilities = flat[:, chunk]
-        try:
-            check_probabilities(probabilities, softmax=layout.softmax)
-        except ProbabilityError as error:
-            raise ReportError(f"{path}: {error}") from None
+        probabilities = checked_chunk(path, flat, chunk, layout.softmax)
         labels = reference.labels[chunk]
         if reference.roi is not None:
             keep = reference.roi[chunk]

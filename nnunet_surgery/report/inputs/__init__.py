@@ -16,7 +16,13 @@ from nnunet_surgery.report.inputs.folders import (
 )
 from nnunet_surgery.report.inputs.labels import LabelLayout, label_layout
 from nnunet_surgery.report.inputs.options import ReportOptions, check_options
-from nnunet_surgery.report.inputs.reading import check_label_image, load_probabilities, read_label_image
+from nnunet_surgery.report.inputs.reading import (
+    check_label_image,
+    check_probability_shape,
+    load_probabilities,
+    load_valid_probabilities,
+    read_label_image,
+)
 from nnunet_surgery.report.inputs.roi import RoiSpec, parse_roi, roi_mask
 
 __all__ = [
@@ -28,11 +34,13 @@ __all__ = [
     "case_files",
     "check_label_image",
     "check_options",
+    "check_probability_shape",
     "collect_cases",
     "collect_pooled_cases",
     "label_layout",
     "load_dataset_json",
     "load_probabilities",
+    "load_valid_probabilities",
     "model_names",
     "parse_roi",
     "read_label_image",

@@ -12,7 +12,7 @@ from nnunet_surgery.report.errors import ReportError
 from nnunet_surgery.report.inputs.labels import LabelLayout, label_layout
 from nnunet_surgery.report.inputs.reading import check_label_image
 
-__all__ = ["DatasetInfo", "load_dataset_json", "reader_for"]
+__all__ = ["DatasetInfo", "load_dataset_json", "read_json", "reader_for"]
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,23 @@ class DatasetInfo:
     content: dict
 
 
+def read_json(path: Path, what: str) -> object:
+    """The parsed content of a JSON file.
+
+    Args:
+        what: how an unreadable file is named in the error ("dataset.json", "the calibrator").
+
+    Raises:
+        ReportError: the file cannot be read, or is not valid JSON.
+    """
+    try:
+        return json.loads(path.read_text())
+    except OSError as error:
+        raise ReportError(f"{path}: cannot read {what} ({error.strerror or error})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ReportError(f"{path}: not valid JSON ({error})") from None
+
+
 def load_dataset_json(path: str | Path) -> DatasetInfo:
     """Read and check dataset.json.
 
@@ -39,12 +56,7 @@ def load_dataset_json(path: str | Path) -> DatasetInfo:
         ReportError: missing or unparsable file, no `file_ending`, or labels nnU-Net would refuse.
     """
     path = Path(path)
-    try:
-        content = json.loads(path.read_text())
-    except OSError as error:
-        raise ReportError(f"{path}: cannot read dataset.json ({error.strerror or error})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ReportError(f"{path}: not valid JSON ({error})") from None
+    content = read_json(path, "dataset.json")
     if not isinstance(content, dict):
         raise ReportError(f"{path}: expected a JSON object with 'labels' and 'file_ending'")
     file_ending = content.get("file_ending")

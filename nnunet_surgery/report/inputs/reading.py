@@ -19,13 +19,16 @@ from typing import IO
 import numpy as np
 
 from nnunet_surgery.report.errors import ReportError
+from nnunet_surgery.report.inputs.labels import LabelLayout
 
 __all__ = [
     "MAX_ELEMENTS",
     "PROBABILITIES_KEY",
     "READ_CHUNK",
     "check_label_image",
+    "check_probability_shape",
     "load_probabilities",
+    "load_valid_probabilities",
     "read_label_image",
 ]
 
@@ -169,6 +172,56 @@ def load_probabilities(
         raise
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError, RuntimeError) as error:
         raise ReportError(f"{path}: corrupt npz archive ({_first_line(error)})") from None
+
+
+def check_probability_shape(
+    path: Path, shape: tuple[int, ...], expected: tuple[int, ...], layout: LabelLayout
+) -> None:
+    """Refuse a probability array's (declared) shape unless it is `expected`, saying how it differs."""
+    if shape == expected:
+        return
+    if len(shape) != len(expected):
+        problem = f"has shape {shape} but the reference needs (C, *spatial) = {expected}: axis count differs"
+    elif shape[0] != expected[0]:
+        meaning = "one per region" if layout.region_based else "background + one per label"
+        problem = f"has {shape[0]} channels but dataset.json needs {expected[0]} ({meaning})"
+    elif sorted(shape[1:]) == sorted(expected[1:]):
+        problem = (
+            f"spatial shape {shape[1:]} is an axis permutation of the reference's {expected[1:]}: "
+            "axis order mismatch (expected the order nnU-Net's reader gives)"
+        )
+    else:
+        problem = f"spatial shape {shape[1:]} does not match the reference's {expected[1:]}"
+    raise ReportError(f"{path}: {problem}")
+
+
+def load_valid_probabilities(
+    path: str | Path,
+    *,
+    softmax: bool,
+    check_shape: Callable[[tuple[int, ...]], None] | None = None,
+    hint: str = "",
+) -> np.ndarray:
+    """`load_probabilities`, then the values checked as the report checks them (finite, in [0, 1], softmax
+    sums; `check_probabilities`) and clipped into [0, 1] where rounding put them a hair outside.
+
+    Args:
+        path, check_shape: as `load_probabilities`.
+        softmax: whether the channels must sum to 1.
+        hint: appended to a value error (e.g. what the caller expected the map to be).
+
+    Raises:
+        ReportError: as `load_probabilities`, or values the report refuses.
+    """
+    from nnunet_surgery.calibration import ProbabilityError, check_probabilities
+
+    path = Path(path)
+    probabilities = load_probabilities(path, check_shape=check_shape)
+    try:
+        low, high = check_probabilities(probabilities, softmax=softmax)
+    except ProbabilityError as error:
+        raise ReportError(f"{path}: {error}{hint}") from None
+    return probabilities if low >= 0.0 and high <= 1.0 else np.clip(probabilities, 0.0, 1.0)
 
 
 def _summary(error: BaseException) -> str:

@@ -16,7 +16,12 @@ import numpy as np
 
 from nnunet_surgery.report.errors import ReportError
 from nnunet_surgery.report.inputs.labels import LabelLayout
-from nnunet_surgery.report.inputs.reading import check_label_image, load_probabilities, read_label_image
+from nnunet_surgery.report.inputs.reading import (
+    check_label_image,
+    check_probability_shape,
+    load_probabilities,
+    read_label_image,
+)
 
 __all__ = ["CaseSlice", "read_case_slice", "slice_index"]
 
@@ -87,17 +92,13 @@ def read_case_slice(
     channel = layout.channels[label_index]
     expected = (layout.n_channels, *labels.shape)
 
-    def check(path: Path):
-        def check_shape(shape: tuple[int, ...]) -> None:
-            if shape != expected:
-                raise ReportError(f"{path}: shape {shape} does not match the reference's {expected}")
+    def member(path: Path) -> np.ndarray:
+        def check_shape(declared: tuple[int, ...]) -> None:
+            check_probability_shape(path, declared, expected, layout)
 
-        return check_shape
+        return load_probabilities(path, check_shape=check_shape)[channel]
 
-    maps = [
-        np.mean([load_probabilities(path, check_shape=check(path))[channel] for path in members], axis=0)
-        for members in predictions
-    ]
+    maps = [np.mean([member(path) for path in members], axis=0) for members in predictions]
     index = slice_index(mask, maps[0])
     return CaseSlice(
         index, picture[index], mask[index], tuple(np.asarray(m[index], dtype=np.float32) for m in maps)

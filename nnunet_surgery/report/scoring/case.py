@@ -32,6 +32,7 @@ from nnunet_surgery.report.inputs import (
     CaseFiles,
     LabelLayout,
     ReportOptions,
+    check_probability_shape,
     load_probabilities,
     read_label_image,
     roi_mask,
@@ -43,7 +44,7 @@ __all__ = [
     "CaseTask",
     "ModelCaseStats",
     "PreparedCase",
-    "check_probability_shape",
+    "checked_chunk",
     "finish_case",
     "prepare_case",
     "score_case",
@@ -178,34 +179,19 @@ def _read_reference(task: CaseTask) -> _Reference:
     )
 
 
-def check_probability_shape(
-    path: Path, shape: tuple[int, ...], expected: tuple[int, ...], layout: LabelLayout
-) -> None:
-    """Refuse a probability array's (declared) shape unless it is `expected`, saying how it differs."""
-    if shape == expected:
-        return
-    if len(shape) != len(expected):
-        problem = f"has shape {shape} but the reference needs (C, *spatial) = {expected}: axis count differs"
-    elif shape[0] != expected[0]:
-        meaning = "one per region" if layout.region_based else "background + one per label"
-        problem = f"has {shape[0]} channels but dataset.json needs {expected[0]} ({meaning})"
-    elif sorted(shape[1:]) == sorted(expected[1:]):
-        problem = (
-            f"spatial shape {shape[1:]} is an axis permutation of the reference's {expected[1:]}: "
-            "axis order mismatch (expected the order nnU-Net's reader gives)"
-        )
-    else:
-        problem = f"spatial shape {shape[1:]} does not match the reference's {expected[1:]}"
-    raise ReportError(f"{path}: {problem}")
-
-
 def _chunks(n_voxels: int, n_channels: int) -> Iterator[slice]:
     step = max(4096, CHUNK_ELEMENTS // max(n_channels, 1))
     for start in range(0, n_voxels, step):
         yield slice(start, min(start + step, n_voxels))
 
 
-def _checked_chunk(path: Path, flat: np.ndarray, chunk: slice, softmax: bool) -> np.ndarray:
+def checked_chunk(path: Path, flat: np.ndarray, chunk: slice, softmax: bool) -> np.ndarray:
+    """`flat[:, chunk]` of `(C, N)` probabilities read from `path`, checked (`check_probabilities`) and
+    clipped into [0, 1] where rounding put it a hair outside.
+
+    Raises:
+        ReportError: NaN/inf, values outside [0, 1], softmax sums off 1, naming `path`.
+    """
     values = flat[:, chunk]
     try:
         low, high = check_probabilities(values, softmax=softmax)
@@ -215,7 +201,7 @@ def _checked_chunk(path: Path, flat: np.ndarray, chunk: slice, softmax: bool) ->
 
 
 def _load_checked(path: Path, reference: _Reference, layout: LabelLayout) -> np.ndarray:
-    """(C, N) probabilities of `path`, shape-checked against the reference (values: see `_checked_chunk`)."""
+    """(C, N) probabilities of `path`, shape-checked against the reference (values: see `checked_chunk`)."""
     expected = (layout.n_channels, *reference.shape[1:])
     probabilities = load_probabilities(
         path, check_shape=lambda shape: check_probability_shape(path, shape, expected, layout)
@@ -232,7 +218,7 @@ def _load_model(paths: tuple[Path, ...], reference: _Reference, layout: LabelLay
     for path in paths:
         member = _load_checked(path, reference, layout)
         for chunk in _chunks(member.shape[1], layout.n_channels):
-            _checked_chunk(path, member, chunk, layout.softmax)
+            checked_chunk(path, member, chunk, layout.softmax)
         total = member.astype(np.float64) if total is None else total + member
         del member
     return (total / len(paths)).astype(np.float32)
@@ -241,7 +227,7 @@ def _load_model(paths: tuple[Path, ...], reference: _Reference, layout: LabelLay
 def _read_truth(path: Path, reference: _Reference, layout: LabelLayout) -> np.ndarray:
     truth = _load_checked(path, reference, layout)
     for chunk in _chunks(truth.shape[1], layout.n_channels):
-        _checked_chunk(path, truth, chunk, layout.softmax)
+        checked_chunk(path, truth, chunk, layout.softmax)
     return np.clip(truth, 0.0, 1.0, out=truth if truth.flags.writeable else None)
 
 
@@ -264,7 +250,7 @@ def _score_model(
     labels, top = list(stats.labels), stats.top_label
     monai = None if stats.monai is None else list(stats.monai)
     for chunk in _chunks(reference.labels.size, layout.n_channels):
-        values = _checked_chunk(path, flat, chunk, layout.softmax)
+        values = checked_chunk(path, flat, chunk, layout.softmax)
         chunk_reference = reference.labels[chunk]
         chunk_roi = None if reference.roi is None else reference.roi[chunk]
         chunk_valid = None if reference.valid is None else reference.valid[chunk]

@@ -50,8 +50,10 @@ __all__ = [
     "score_case",
 ]
 
-# values (channels x voxels) scored at once: bounds the float64 temporaries to a few tens of MB
-CHUNK_ELEMENTS = 1 << 22
+# values (channels x voxels) scored at once: float64 temporaries of a few MB stay near the cache, which
+# scores a 2 x 160^3 case in 0.70x the time of 2^22-value chunks; smaller chunks lose more to the fixed
+# cost of each chunk's 2^16-bin fine histogram (2^18: 1.1x, 2^16: 1.9x)
+CHUNK_ELEMENTS = 1 << 20
 
 
 @dataclass(frozen=True)

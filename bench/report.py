@@ -190,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         peaks: dict[str, dict[int, list[int]]] = {m: {n: [] for n in args.cases} for m in methods}
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         walls: dict[str, dict[int, list[float]]] = {m: {n: [] for n in args.cases} for m in methods}
+        shutil.rmtree(root / "out", ignore_errors=True)  # reports of an earlier run in --workdir
         for rep in range(args.reps):
             for i, n in enumerate(sorted(args.cases)):
                 folder = subset(root, n)

@@ -45,6 +45,9 @@ def generate_case(
     index: int,
     shape: tuple[int, ...],
     num_classes: int = 1,
+    *,
+    spacing: tuple[float, ...] | None = None,
+    labelled_organ: bool = False,
 ) -> SyntheticCase:
     """Generate case `index` of `split`, deterministically from (seed, split, index).
 
@@ -56,7 +59,9 @@ def generate_case(
         split: "train" or "test".
         index: case index within the split (>= 0).
         shape: spatial shape, 2 or 3 axes.
-        num_classes: number K of nested foreground labels (>= 1).
+        num_classes: number K of nested foreground labels (>= 1; >= 2 with a labelled organ).
+        spacing: voxel spacing in array axis order (None: 1 along every axis).
+        labelled_organ: the organ is label 1 and the lesions are labels 2..K (`sample_case_parameters`).
 
     Returns:
         The case.
@@ -65,9 +70,13 @@ def generate_case(
         raise ValueError(f"split must be one of {sorted(SPLITS)}, but got {split!r}")
     params_seq, image_seq, label_seq = np.random.SeedSequence([seed, SPLITS[split], index]).spawn(3)
     shape = tuple(int(n) for n in shape)
-    params = sample_case_parameters(np.random.default_rng(params_seq), shape, num_classes)
-    coords = voxel_coordinates(shape)
+    params = sample_case_parameters(
+        np.random.default_rng(params_seq), shape, num_classes, spacing=spacing, labelled_organ=labelled_organ
+    )
+    coords = voxel_coordinates(shape, params.spacing)
     cumulative = cumulative_probabilities(params, coords)
-    image = render_image(params, cumulative, np.random.default_rng(image_seq), coords)
+    # the lesion levels carry the image's contrast; a labelled organ shows as tissue (`render_image`)
+    lesions = cumulative[1:] if labelled_organ else cumulative
+    image = render_image(params, lesions, np.random.default_rng(image_seq), coords)
     labels = sample_labels(cumulative, coherent_uniform(np.random.default_rng(label_seq), shape))
     return SyntheticCase(params=params, cumulative=cumulative, image=image, labels=labels)

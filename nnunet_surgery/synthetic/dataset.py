@@ -16,6 +16,7 @@ the order of dataset.json's labels, region k = {label >= k}, with probability q_
 
 from __future__ import annotations
 
+import math
 import re
 import shutil
 import tempfile
@@ -51,27 +52,30 @@ _DESCRIPTION = (
     "Synthetic lesions with known voxel-wise label probabilities p*. Each case is an organ (soft ellipse/"
     "ellipsoid) with 1-6 lesions (soft ellipsoids, 0.3-3 % of the image each, logistic borders of "
     "0.4-1 voxel, 30 % of them faint with interior probability 0.3-0.7); level k >= 2 labels are nested "
-    "cores inside their lesion. Labels are sampled so that P(label >= k) = q_k exactly, by thresholding a "
+    "cores inside their lesion. With a labelled organ the organ (border 1-2.5 voxels) is label 1 and the "
+    "lesions, inside it, label 2. Labels are sampled so that P(label >= k) = q_k exactly, by thresholding a "
     "spatially smooth uniform noise field; images are bias * (tissue + contrast * q) + Gaussian noise "
     "from an independent stream, so they carry p* but not the sampled label."
 )
 
 
-def class_names(num_classes: int) -> list[str]:
-    """Names of the nested foreground levels 1..K: lesion, core, core3, core4, ..."""
-    return [["lesion", "core"][k] if k < 2 else f"core{k + 1}" for k in range(num_classes)]
+def class_names(num_classes: int, labelled_organ: bool = False) -> list[str]:
+    """Names of the nested foreground levels 1..K: lesion, core, core3, core4, ... (organ first if labelled)."""
+    organ = ["organ"] if labelled_organ else []
+    levels = num_classes - len(organ)
+    return [*organ, *(["lesion", "core"][k] if k < 2 else f"core{k + 1}" for k in range(levels))]
 
 
-def truth_channel_names(num_classes: int, regions: bool) -> list[str]:
+def truth_channel_names(num_classes: int, regions: bool, labelled_organ: bool = False) -> list[str]:
     """Names of the channels of `truthTs/CASE.npz` (background first unless region-based)."""
-    names = class_names(num_classes)
+    names = class_names(num_classes, labelled_organ)
     return names if regions else ["background", *names]
 
 
 def _labels_json(
-    num_classes: int, regions: bool
+    num_classes: int, regions: bool, labelled_organ: bool
 ) -> tuple[dict[str, int | tuple[int, ...]], list[int] | None]:
-    names = class_names(num_classes)
+    names = class_names(num_classes, labelled_organ)
     labels: dict[str, int | tuple[int, ...]] = {"background": 0}
     if not regions:
         labels.update({name: k + 1 for k, name in enumerate(names)})
@@ -92,6 +96,8 @@ class _Spec:
     seed: int
     num_classes: int
     regions: bool
+    labelled_organ: bool
+    spacing: tuple[float, ...] | None
 
 
 def _validate(dataset_id: int, name: str, spec: _Spec) -> _Spec:
@@ -117,13 +123,30 @@ def _validate(dataset_id: int, name: str, spec: _Spec) -> _Spec:
         raise ValueError(
             f"regions=True needs num_classes >= 2 (nested regions), but got num_classes={spec.num_classes}"
         )
-    return replace(spec, shape=tuple(int(n) for n in shape))
+    if spec.labelled_organ and spec.num_classes < 2:
+        raise ValueError(
+            f"labelled_organ=True needs num_classes >= 2 (the organ and a lesion), but got {spec.num_classes}"
+        )
+    spacing = spec.spacing
+    if spacing is not None:
+        spacing = tuple(spacing)
+        if len(spacing) != len(shape) or not all(
+            isinstance(v, (int, float, np.number)) and math.isfinite(v) and v > 0 for v in spacing
+        ):
+            raise ValueError(
+                f"spacing must be {len(shape)} positive numbers (one per axis), but got {spacing!r}"
+            )
+        spacing = tuple(float(v) for v in spacing)
+    return replace(spec, shape=tuple(int(n) for n in shape), spacing=spacing)
 
 
-def _geometry(shape: tuple[int, ...]) -> tuple[tuple[int, ...], dict[str, tuple[float, ...]]]:
+def _geometry(
+    shape: tuple[int, ...], spacing: tuple[float, ...] | None
+) -> tuple[tuple[int, ...], dict[str, tuple[float, ...]]]:
     """Stored array shape (z, y, x) and SimpleITK geometry (x, y, z order) of a case."""
     stored = (1, *shape) if len(shape) == 2 else shape
-    spacing = (1.0, 1.0, TWO_D_SLICE_SPACING) if len(shape) == 2 else (1.0, 1.0, 1.0)
+    step = (1.0,) * len(shape) if spacing is None else spacing
+    spacing = (*step[::-1], TWO_D_SLICE_SPACING) if len(shape) == 2 else tuple(step[::-1])
     direction = tuple(float(v) for v in np.eye(3).ravel())
     return stored, {"spacing": spacing, "origin": (0.0, 0.0, 0.0), "direction": direction}
 
@@ -146,11 +169,15 @@ def _write_case(
     shape: tuple[int, ...],
     num_classes: int,
     regions: bool,
+    labelled_organ: bool,
+    spacing: tuple[float, ...] | None,
 ) -> str:
-    case = generate_case(seed, split, index, shape, num_classes)
+    case = generate_case(
+        seed, split, index, shape, num_classes, spacing=spacing, labelled_organ=labelled_organ
+    )
     identifier = f"{split}_{index:03d}"
     suffix = "Tr" if split == "train" else "Ts"
-    stored, geometry = _geometry(shape)
+    stored, geometry = _geometry(shape, spacing)
     _write_image(
         case.image.reshape(stored), folder / f"images{suffix}" / f"{identifier}_0000{_FILE_ENDING}", geometry
     )
@@ -174,10 +201,12 @@ def _build(folder: Path, *, dataset_name: str, spec: _Spec) -> None:
         "shape": spec.shape,
         "num_classes": spec.num_classes,
         "regions": spec.regions,
+        "labelled_organ": spec.labelled_organ,
+        "spacing": spec.spacing,
     }
     train_ids = [_write_case(folder, "train", i, **options) for i in range(spec.num_train)]
     test_ids = [_write_case(folder, "test", i, **options) for i in range(spec.num_test)]
-    labels, regions_class_order = _labels_json(spec.num_classes, spec.regions)
+    labels, regions_class_order = _labels_json(spec.num_classes, spec.regions, spec.labelled_organ)
     generate_dataset_json(
         str(folder),
         channel_names={0: CHANNEL_NAME},
@@ -196,6 +225,8 @@ def _build(folder: Path, *, dataset_name: str, spec: _Spec) -> None:
             "shape": list(spec.shape),
             "num_classes": spec.num_classes,
             "regions": spec.regions,
+            "labelled_organ": spec.labelled_organ,
+            "spacing": list(spec.spacing or (1.0,) * len(spec.shape)),
             "training_cases": train_ids,
             "test_cases": test_ids,
             "truth": {
@@ -203,7 +234,7 @@ def _build(folder: Path, *, dataset_name: str, spec: _Spec) -> None:
                 "key": "probabilities",
                 "dtype": "float32",
                 "layout": "(C, *spatial) as nnUNetv2_predict --save_probabilities writes it",
-                "channels": truth_channel_names(spec.num_classes, spec.regions),
+                "channels": truth_channel_names(spec.num_classes, spec.regions, spec.labelled_organ),
                 "meaning": "P(region) per region" if spec.regions else "P(label = k), background first",
             },
             "description": _DESCRIPTION,
@@ -222,6 +253,8 @@ def generate_dataset(
     seed: int = 0,
     num_classes: int = 1,
     regions: bool = False,
+    labelled_organ: bool = False,
+    spacing: tuple[float, ...] | None = None,
     overwrite: bool = False,
 ) -> Path:
     """Generate the synthetic lesion dataset as an nnU-Net raw dataset (see the module docstring).
@@ -239,6 +272,9 @@ def generate_dataset(
         seed: dataset seed (>= 0).
         num_classes: number K of nested foreground labels (1 = binary lesion; 2 = lesion + core; ...).
         regions: write a region-based dataset (regions {1..K} ⊃ {2..K} ⊃ ...); needs K >= 2.
+        labelled_organ: the organ is label 1 and the (nested) lesion levels are labels 2..K (K >= 2).
+        spacing: voxel spacing in array axis order (None: 1 along every axis); the geometry is
+            physical, so an anisotropic spacing keeps lesions round in millimetres.
         overwrite: replace an existing dataset folder of the same id and name.
 
     Returns:
@@ -248,7 +284,11 @@ def generate_dataset(
         ValueError: an argument is out of range, or another dataset uses `dataset_id`.
         FileExistsError: the dataset folder exists and `overwrite` is False.
     """
-    spec = _validate(dataset_id, name, _Spec(num_train, num_test, shape, seed, num_classes, regions))
+    spec = _validate(
+        dataset_id,
+        name,
+        _Spec(num_train, num_test, shape, seed, num_classes, regions, labelled_organ, spacing),
+    )
     raw_root = Path(raw_root)
     raw_root.mkdir(parents=True, exist_ok=True)
     folder = raw_root / f"Dataset{dataset_id:03d}_{name}"

@@ -8,6 +8,8 @@ B = exp(a random polynomial of degree 2) is an MR-like multiplicative bias field
 0.85-1.2 over the image); eps is white Gaussian noise. The image is drawn from its own random stream, independent of the
 label noise, so given p* it says nothing more about the label. A faint lesion (p* about 0.5) adds half
 the contrast of a certain one (CONTRAST[k] * q_k): its intensity range is where the label is uncertain.
+When the organ is itself a label (`CaseParameters.labelled_organ`) its p* is the soft organ O(x) that
+T is built from, so the tissue term carries it, and q_k are the lesion levels (labels 2, 3, ...).
 """
 
 from __future__ import annotations
@@ -66,16 +68,16 @@ def render_image(
 
     Args:
         params: the case.
-        cumulative: q of shape (K, *params.shape).
+        cumulative: the lesion levels' q, shape (levels, *params.shape).
         rng: the image's random generator (consumed), independent of the label noise.
-        coords: `voxel_coordinates(params.shape)`, if already at hand.
+        coords: `voxel_coordinates(params.shape, params.spacing)`, if already at hand.
 
     Returns:
         float32 image of shape `params.shape`.
     """
     shape = params.shape
     if coords is None:
-        coords = voxel_coordinates(shape)
+        coords = voxel_coordinates(shape, params.spacing)
     organ = params.organ.evaluate(coords)
     texture = gaussian_filter(rng.standard_normal(shape), TEXTURE_SIGMA, mode="reflect")
     texture *= TEXTURE_SD / max(float(texture.std()), 1e-12)
@@ -83,6 +85,6 @@ def render_image(
     signal = tissue.copy()
     for k in range(cumulative.shape[0]):
         signal += CONTRAST[min(k, len(CONTRAST) - 1)] * cumulative[k]
-    bias = _bias_field(rng, coords, shape)
+    bias = _bias_field(rng, voxel_coordinates(shape), shape)  # over the image's index extent
     noise = NOISE_SD * rng.standard_normal(shape)
     return (SCALE * (bias * signal + noise)).astype(np.float32)

@@ -7,12 +7,18 @@ rotation, a border width w (voxels) and an amplitude a in (0, 1]:
     E(x)   = a * sigmoid((1 - rho(x)) * r_g / w)  (r_g the geometric mean of the r_i)
 
 so E rises from about 0 to a over a few voxels around the surface; a < 1 makes a faint lesion whose
-interior label is itself uncertain. The foreground labels are nested: label k lies inside label k - 1
+interior label is itself uncertain. Coordinates are physical (voxel index times spacing), so lesions keep
+their shape in anisotropic volumes; with unit spacing they are voxel indices. The foreground labels are nested: label k lies inside label k - 1
 (lesion, core, ...). Lesion i carries one ellipsoid per level; level 1 gives P(lesion i covers x), a
 deeper level the conditional probability of the next level given the previous one, so
 
     q_{k,i}(x) = prod_{j <= k} E_{j,i}(x)            (P(level >= k from lesion i))
     q_k(x)     = 1 - prod_i (1 - q_{k,i}(x))         (P(label >= k), lesions independent)
+
+With a labelled organ (`CaseParameters.labelled_organ`, the `organs` datasets) the organ O(x) (amplitude
+1, a soft border of 1-2.5 voxels) is label 1 and every lesion level moves one up, inside it:
+
+    q_1(x) = O(x),   q_{k+1}(x) = O(x) * (lesion q_k above)   (lesions lie only inside the organ)
 
 `q` (the "cumulative" maps, shape (K, *shape)) is nested, q_1 >= q_2 >= ... >= q_K, exactly also in
 floating point (every operation above is monotone under correct rounding). Per-class probabilities
@@ -22,7 +28,7 @@ are P(label = k) = q_k - q_{k+1} (background 1 - q_1); the region k = {label >= 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.spatial.transform import Rotation
@@ -32,6 +38,7 @@ __all__ = [
     "AMBIGUOUS_AMPLITUDE",
     "AMBIGUOUS_PROBABILITY",
     "LESION_VOLUME_FRACTION",
+    "ORGAN_BORDER",
     "CaseParameters",
     "Lesion",
     "SoftEllipsoid",
@@ -56,6 +63,8 @@ CORE_BORDER = (0.4, 0.8)
 CORE_SCALE = (0.35, 0.6)
 # Lesion centres lie inside this fraction of the organ's normalised radius.
 LESION_SITE_RADIUS = 0.65
+# Border width w (in-plane voxels, uniform) of a labelled organ: softer than the image-only organ's 1.5.
+ORGAN_BORDER = (1.0, 2.5)
 
 
 @dataclass(frozen=True)
@@ -109,23 +118,33 @@ class CaseParameters:
 
     Attributes:
         shape: spatial shape in array axis order (2 or 3 axes).
-        organ: the organ the lesions sit in (image only; it carries no label).
-        lesions: the lesions, each with `num_classes` levels.
+        organ: the organ the lesions sit in.
+        lesions: the lesions, each with the same number of levels.
+        spacing: voxel spacing in array axis order; centres, radii and borders are in its units.
+        labelled_organ: the organ is label 1 and the lesion levels are labels 2, 3, ...; otherwise the
+            organ shows in the image only and the lesion levels are labels 1, 2, ...
     """
 
     shape: tuple[int, ...]
     organ: SoftEllipsoid
     lesions: tuple[Lesion, ...]
+    spacing: tuple[float, ...] | None = None
+    labelled_organ: bool = False
 
     @property
     def num_classes(self) -> int:
         """Number of foreground labels K."""
-        return len(self.lesions[0].levels)
+        return len(self.lesions[0].levels) + int(self.labelled_organ)
 
 
-def voxel_coordinates(shape: tuple[int, ...]) -> tuple[np.ndarray, ...]:
-    """Voxel-centre coordinates as an open grid: axis i's float64 coordinates, broadcastable to `shape`."""
-    return tuple(np.meshgrid(*[np.arange(n, dtype=np.float64) for n in shape], indexing="ij", sparse=True))
+def voxel_coordinates(
+    shape: tuple[int, ...], spacing: tuple[float, ...] | None = None
+) -> tuple[np.ndarray, ...]:
+    """Voxel-centre coordinates as an open grid: axis i's float64 coordinates index * spacing[i]
+    (spacing 1 when None), broadcastable to `shape`."""
+    spacing = (1.0,) * len(shape) if spacing is None else spacing
+    axes = [np.arange(n, dtype=np.float64) * float(s) for n, s in zip(shape, spacing, strict=True)]
+    return tuple(np.meshgrid(*axes, indexing="ij", sparse=True))
 
 
 def _random_rotation(rng: np.random.Generator, d: int) -> tuple[tuple[float, ...], ...]:
@@ -151,12 +170,12 @@ def _amplitude(rng: np.random.Generator) -> float:
 
 
 def _sample_lesion(
-    rng: np.random.Generator, shape: tuple[int, ...], organ: SoftEllipsoid, num_classes: int
+    rng: np.random.Generator, extent: np.ndarray, organ: SoftEllipsoid, num_levels: int
 ) -> Lesion:
-    d = len(shape)
+    d = len(extent)
     unit_ball_volume = math.pi ** (d / 2) / math.gamma(d / 2 + 1)
     low, high = LESION_VOLUME_FRACTION
-    volume = math.exp(rng.uniform(math.log(low), math.log(high))) * math.prod(shape)
+    volume = math.exp(rng.uniform(math.log(low), math.log(high))) * float(np.prod(extent))
     equivalent_radius = (volume / unit_ball_volume) ** (1.0 / d)
     log_aspect = rng.normal(0.0, 0.25, size=d)
     radii = equivalent_radius * np.exp(log_aspect - log_aspect.mean())
@@ -174,7 +193,7 @@ def _sample_lesion(
             amplitude=_amplitude(rng),
         )
     ]
-    for _ in range(1, num_classes):
+    for _ in range(1, num_levels):
         parent = levels[-1]
         scale = rng.uniform(*CORE_SCALE)
         parent_radii = np.asarray(parent.radii)
@@ -192,7 +211,12 @@ def _sample_lesion(
 
 
 def sample_case_parameters(
-    rng: np.random.Generator, shape: tuple[int, ...], num_classes: int
+    rng: np.random.Generator,
+    shape: tuple[int, ...],
+    num_classes: int,
+    *,
+    spacing: tuple[float, ...] | None = None,
+    labelled_organ: bool = False,
 ) -> CaseParameters:
     """Draw one case: an organ filling most of the image and 1 + Poisson(1.5) (at most 6) lesions in it.
 
@@ -201,28 +225,45 @@ def sample_case_parameters(
     semi-axes, its orientation is uniform, its border width w is uniform in 0.4-1 voxel, and with
     probability 0.3 it is faint (amplitude 0.3-0.7). Each deeper level is an ellipsoid 0.35-0.6 times
     its parent's size, inside it, with a border width of 0.4-0.8 voxel, likewise faint with
-    probability 0.3.
+    probability 0.3. Sizes are physical (`spacing` units): volume fractions are of the image's
+    physical volume. A labelled organ gets a border width uniform in 1-2.5 (in-plane) voxels, drawn
+    last, so the other parameters are those of the same case without one.
 
     Args:
         rng: the case's random generator (consumed).
         shape: spatial shape, 2 or 3 axes.
-        num_classes: number K of nested foreground labels.
+        num_classes: number K of nested foreground labels, the organ included if labelled (then >= 2).
+        spacing: voxel spacing in array axis order (None: 1 along every axis).
+        labelled_organ: make the organ label 1 and the lesions labels 2..K.
 
     Returns:
         The case's parameters.
     """
     d = len(shape)
-    half = np.asarray(shape, dtype=np.float64) / 2.0
+    step = np.ones(d) if spacing is None else np.asarray(spacing, dtype=np.float64)
+    extent = np.asarray(shape, dtype=np.float64) * step
+    half = extent / 2.0
     organ = SoftEllipsoid(
-        center=tuple(float(v) for v in half - 0.5 + rng.uniform(-0.04, 0.04, size=d) * np.asarray(shape)),
+        center=tuple(float(v) for v in half - 0.5 * step + rng.uniform(-0.04, 0.04, size=d) * extent),
         radii=tuple(float(v) for v in half * rng.uniform(0.78, 0.92, size=d)),
         rotation=tuple(tuple(float(v) for v in row) for row in np.eye(d)),
         border=1.5,
         amplitude=1.0,
     )
+    num_levels = num_classes - int(labelled_organ)
+    if num_levels < 1:
+        raise ValueError(f"num_classes must be >= {1 + int(labelled_organ)}, but got {num_classes}")
     num_lesions = min(1 + int(rng.poisson(EXTRA_LESIONS_MEAN)), MAX_LESIONS)
-    lesions = tuple(_sample_lesion(rng, shape, organ, num_classes) for _ in range(num_lesions))
-    return CaseParameters(shape=tuple(int(n) for n in shape), organ=organ, lesions=lesions)
+    lesions = tuple(_sample_lesion(rng, extent, organ, num_levels) for _ in range(num_lesions))
+    if labelled_organ:
+        organ = replace(organ, border=float(rng.uniform(*ORGAN_BORDER) * float(np.min(step))))
+    return CaseParameters(
+        shape=tuple(int(n) for n in shape),
+        organ=organ,
+        lesions=lesions,
+        spacing=None if spacing is None else tuple(float(v) for v in spacing),
+        labelled_organ=labelled_organ,
+    )
 
 
 def cumulative_probabilities(
@@ -232,20 +273,25 @@ def cumulative_probabilities(
 
     Args:
         params: the case.
-        coords: `voxel_coordinates(params.shape)`, if already at hand.
+        coords: `voxel_coordinates(params.shape, params.spacing)`, if already at hand.
 
     Returns:
         The cumulative maps.
     """
     if coords is None:
-        coords = voxel_coordinates(params.shape)
-    complement = np.ones((params.num_classes, *params.shape), dtype=np.float64)
+        coords = voxel_coordinates(params.shape, params.spacing)
+    num_levels = len(params.lesions[0].levels)
+    complement = np.ones((num_levels, *params.shape), dtype=np.float64)
     for lesion in params.lesions:
         level_probability = np.ones(params.shape, dtype=np.float64)
         for k, ellipsoid in enumerate(lesion.levels):
             level_probability = level_probability * ellipsoid.evaluate(coords)
             complement[k] *= 1.0 - level_probability
-    return 1.0 - complement
+    lesions = 1.0 - complement
+    if not params.labelled_organ:
+        return lesions
+    organ = params.organ.evaluate(coords)
+    return np.concatenate([organ[None], organ * lesions])
 
 
 def class_probabilities(cumulative: np.ndarray) -> np.ndarray:

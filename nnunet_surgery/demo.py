@@ -5,7 +5,7 @@ variables pointing into the output folder, so the demo shows exactly what a user
 
     OUT_DIR/
       demo.json                    the settings of this run (a rerun must match them: it resumes)
-      nnUNet_raw/Dataset991_SyntheticLesions/   imagesTr, labelsTr, imagesTs, labelsTs, truthTs
+      nnUNet_raw/Dataset99X_Synthetic.../       imagesTr, labelsTr, imagesTs, labelsTs, truthTs
       nnUNet_preprocessed/, nnUNet_results/      nnU-Net's folders
       trainers/demo_trainers.py    short-schedule subclasses (class attributes), on nnUNet_extTrainer
       predictions/TRAINER/         nnUNetv2_predict --save_probabilities output
@@ -30,8 +30,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 __all__ = [
+    "DATASETS",
     "RECALIBRATION",
     "STOCK_TRAINER",
+    "DatasetVariant",
     "DemoError",
     "DemoSettings",
     "demo_trainers",
@@ -39,9 +41,6 @@ __all__ = [
     "run_demo",
 ]
 
-DATASET_ID = 991
-DATASET_NAME = "SyntheticLesions"
-CONFIGURATION = "2d"
 FOLD = "0"
 
 #: nnU-Net's stock trainer (CE + Dice), the demo's reference besides the registered trainers.
@@ -67,6 +66,39 @@ def demo_trainers() -> tuple[str, ...]:
     return (STOCK_TRAINER, *REGISTRY.names())
 
 
+@dataclass(frozen=True)
+class DatasetVariant:
+    """One built-in synthetic dataset (`nnunet_surgery.synthetic.generate_dataset` arguments).
+
+    Attributes:
+        dataset_id: nnU-Net dataset id of its 2D version; the 3D version adds 3.
+        name: dataset name of its 2D version; the 3D version appends "3D".
+        num_classes: foreground labels K.
+        regions: region-based (one sigmoid channel per nested region, as BraTS).
+        labelled_organ: the organ is label 1, the lesions inside it label 2.
+    """
+
+    dataset_id: int
+    name: str
+    num_classes: int
+    regions: bool
+    labelled_organ: bool
+
+
+#: The demo's datasets: binary lesions (the default), an organ with lesions (3-class softmax), and the same
+#: as two nested regions (organ = {1, 2}, lesion = {2}, `regions_class_order`).
+DATASETS: dict[str, DatasetVariant] = {
+    "lesions": DatasetVariant(991, "SyntheticLesions", 1, regions=False, labelled_organ=False),
+    "organs": DatasetVariant(992, "SyntheticOrgans", 2, regions=False, labelled_organ=True),
+    "regions": DatasetVariant(993, "SyntheticRegions", 2, regions=True, labelled_organ=True),
+}
+#: Default image size of the 2D datasets and of the 3D ones (z, y, x), and the 3D voxel spacing: thick
+#: slices, as most clinical 3D scans; nnU-Net plans these as its 3d_fullres configuration.
+SHAPE_2D = (96, 96)
+SHAPE_3D = (16, 32, 32)
+SPACING_3D = (2.5, 1.0, 1.0)
+
+
 # nnU-Net's per-epoch lines, after its timestamp ("2026-01-01 12:00:00.000000: Epoch 3")
 _PROGRESS = re.compile(r"^(\d{4}-\d\d-\d\d [\d:.]+: )?(Epoch \d+|train_loss|val_loss|Pseudo dice|Epoch time)")
 
@@ -85,9 +117,32 @@ class DemoSettings:
     val_iterations_per_epoch: int = 3
     num_train: int = 30
     num_test: int = 10
-    shape: tuple[int, ...] = (96, 96)
+    shape: tuple[int, ...] = SHAPE_2D
     seed: int = 0
     device: str = "cpu"
+    dataset: str = "lesions"
+
+    @property
+    def three_d(self) -> bool:
+        """Whether the dataset is 3D (then trained as nnU-Net's 3d_fullres configuration)."""
+        return len(self.shape) == 3
+
+    @property
+    def configuration(self) -> str:
+        """nnU-Net configuration the demo plans, trains and predicts."""
+        return "3d_fullres" if self.three_d else "2d"
+
+    @property
+    def variant(self) -> DatasetVariant:
+        return DATASETS[self.dataset]
+
+    @property
+    def dataset_id(self) -> int:
+        return self.variant.dataset_id + (3 if self.three_d else 0)
+
+    @property
+    def dataset_folder_name(self) -> str:
+        return f"Dataset{self.dataset_id:03d}_{self.variant.name}{'3D' if self.three_d else ''}"
 
     def validate(self) -> None:
         valid = demo_trainers()
@@ -101,9 +156,12 @@ class DemoSettings:
                 raise DemoError(f"{name} must be >= 1, but got {getattr(self, name)}")
         if self.num_train < 5:
             raise DemoError(f"num_train must be >= 5 (nnU-Net's 5-fold split), but got {self.num_train}")
-        if len(self.shape) != 2 or min(self.shape) < 32:
+        if self.dataset not in DATASETS:
+            raise DemoError(f"--dataset must be one of {', '.join(DATASETS)}, but got {self.dataset!r}")
+        if len(self.shape) not in (2, 3) or min(self.shape) < (16 if len(self.shape) == 3 else 32):
             raise DemoError(
-                f"shape must be two sizes >= 32 (the demo trains nnU-Net's 2d configuration), but got {self.shape}"
+                "shape must be two sizes >= 32 (2D, nnU-Net's 2d configuration) or three >= 16 (3D, "
+                f"3d_fullres), but got {self.shape}"
             )
 
     def as_json(self) -> dict:
@@ -146,7 +204,8 @@ class DemoRun:
         self.settings = settings
         self.log = log
         self.raw = self.out / "nnUNet_raw"
-        self.dataset = self.raw / f"Dataset{DATASET_ID:03d}_{DATASET_NAME}"
+        self.dataset = self.raw / settings.dataset_folder_name
+        self.configuration = settings.configuration
 
     # set-up -------------------------------------------------------------------------------------------------
     def claim_output_dir(self) -> bool:
@@ -238,21 +297,27 @@ class DemoRun:
             self.log(f"[dataset] {self.dataset.relative_to(self.out)} exists, kept")
             return
         s = self.settings
+        variant = s.variant
         self.log(
-            f"[dataset] generating {s.num_train} training and {s.num_test} test cases of {s.shape} (seed {s.seed})"
+            f"[dataset] generating {s.dataset}: {s.num_train} training and {s.num_test} test cases of "
+            f"{s.shape} (seed {s.seed})"
         )
         generate_dataset(
             self.raw,
-            DATASET_ID,
-            DATASET_NAME,
+            s.dataset_id,
+            self.dataset.name.split("_", 1)[1],
             num_train=s.num_train,
             num_test=s.num_test,
             shape=s.shape,
             seed=s.seed,
+            num_classes=variant.num_classes,
+            regions=variant.regions,
+            labelled_organ=variant.labelled_organ,
+            spacing=SPACING_3D if s.three_d else None,
         )
 
     def preprocess(self) -> None:
-        marker = self.out / "nnUNet_preprocessed" / self.dataset.name / f"nnUNetPlans_{CONFIGURATION}"
+        marker = self.out / "nnUNet_preprocessed" / self.dataset.name / f"nnUNetPlans_{self.configuration}"
         if (self.out / "logs" / "preprocess.done").is_file() and marker.is_dir():
             self.log("[preprocess] done before, kept")
             return
@@ -263,9 +328,9 @@ class DemoRun:
             [
                 "nnUNetv2_plan_and_preprocess",
                 "-d",
-                str(DATASET_ID),
+                str(self.settings.dataset_id),
                 "-c",
-                CONFIGURATION,
+                self.configuration,
                 "-np",
                 nproc,
             ],
@@ -282,7 +347,7 @@ class DemoRun:
             self.out
             / "nnUNet_results"
             / self.dataset.name
-            / f"{demo_trainer_name(trainer)}__nnUNetPlans__{CONFIGURATION}"
+            / f"{demo_trainer_name(trainer)}__nnUNetPlans__{self.configuration}"
             / f"fold_{FOLD}"
         )
 
@@ -298,8 +363,8 @@ class DemoRun:
         s = self.settings
         args = [
             "nnUNetv2_train",
-            str(DATASET_ID),
-            CONFIGURATION,
+            str(s.dataset_id),
+            self.configuration,
             FOLD,
             "-tr",
             name,
@@ -341,9 +406,9 @@ class DemoRun:
                 "-o",
                 str(partial),
                 "-d",
-                str(DATASET_ID),
+                str(self.settings.dataset_id),
                 "-c",
-                CONFIGURATION,
+                self.configuration,
                 "-f",
                 FOLD,
                 "-tr",
@@ -437,7 +502,9 @@ class DemoRun:
         )
         return target
 
-    def report(self, predictions: list[Path], names: list[str]) -> Path:
+    def report(self, predictions: list[Path], names: list[str], *, gallery: bool = True) -> Path:
+        """`nnunet-surgery report` of the test predictions against labelsTs and truthTs, into OUT_DIR/report;
+        with `gallery`, also the image gallery of the cases where the models differ most."""
         report_dir = self.out / "report"
         self.log("[report] nnunet-surgery report (with the true probabilities of the test cases)")
         args = [
@@ -453,12 +520,10 @@ class DemoRun:
             *names,
             "--truth",
             str(self.dataset / "truthTs"),
-            "--images",
-            str(self.dataset / "imagesTs"),
-            "--gallery",
-            str(GALLERY_CASES),
             "--overwrite",
         ]
+        if gallery:
+            args += ["--images", str(self.dataset / "imagesTs"), "--gallery", str(GALLERY_CASES)]
         self.command("report", args)
         return report_dir
 

@@ -16,7 +16,14 @@ HELP = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from nnunet_surgery.demo import STOCK_TRAINER, DemoSettings  # light: no torch, no nnU-Net
+    from nnunet_surgery.demo import (  # light: no torch, no nnU-Net
+        DATASETS,
+        SHAPE_2D,
+        SHAPE_3D,
+        SPACING_3D,
+        STOCK_TRAINER,
+        DemoSettings,
+    )
 
     defaults = DemoSettings()
     parser.add_argument(
@@ -63,12 +70,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--num-test", type=int, default=defaults.num_test, help=f"test cases (default {defaults.num_test})"
     )
     parser.add_argument(
+        "--dataset",
+        choices=tuple(DATASETS),
+        default=defaults.dataset,
+        help=(
+            "built-in synthetic dataset: binary lesions (default); an organ with lesions inside it (3-class "
+            "softmax: background, organ, lesion); or the same as two nested regions (organ, lesion), as BraTS"
+        ),
+    )
+    parser.add_argument(
+        "--3d",
+        dest="three_d",
+        action="store_true",
+        help=(
+            f"3D volumes of {' x '.join(map(str, SHAPE_3D))} voxels at spacing {' x '.join(map(str, SPACING_3D))}, "
+            "trained as nnU-Net's 3d_fullres configuration (default: 2D images, the 2d configuration)"
+        ),
+    )
+    parser.add_argument(
         "--shape",
         type=int,
-        nargs=2,
-        default=list(defaults.shape),
-        metavar=("H", "W"),
-        help="image size (default 96 96)",
+        nargs="+",
+        default=None,
+        metavar="N",
+        help=(
+            f"image size: H W (default {' '.join(map(str, SHAPE_2D))}), or D H W with --3d "
+            f"(default {' '.join(map(str, SHAPE_3D))})"
+        ),
     )
     parser.add_argument("--seed", type=int, default=defaults.seed, help="dataset seed (default 0)")
     parser.add_argument(
@@ -81,7 +109,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nnunet_surgery.demo import DemoError, DemoSettings, run_demo
+    from nnunet_surgery.demo import SHAPE_2D, SHAPE_3D, DemoError, DemoSettings, run_demo
+
+    shape = tuple(args.shape) if args.shape else (SHAPE_3D if args.three_d else SHAPE_2D)
+    if len(shape) != (3 if args.three_d else 2):
+        expected = "three sizes D H W with --3d" if args.three_d else "two sizes H W (three with --3d)"
+        print(f"nnunet-surgery demo: error: --shape takes {expected}, but got {list(shape)}", file=sys.stderr)
+        return 2
 
     device = args.device
     if device is None:
@@ -95,9 +129,10 @@ def run(args: argparse.Namespace) -> int:
         val_iterations_per_epoch=args.val_iterations,
         num_train=args.num_train,
         num_test=args.num_test,
-        shape=tuple(args.shape),
+        shape=shape,
         seed=args.seed,
         device=device,
+        dataset=args.dataset,
     )
     try:
         report = run_demo(args.output, settings, log=lambda line: print(line, flush=True))

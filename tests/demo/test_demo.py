@@ -32,10 +32,10 @@ TINY = [
 ]
 
 
-def demo(out: Path, *extra: str) -> subprocess.CompletedProcess:
+def demo(out: Path, *extra: str, tiny: list[str] = TINY) -> subprocess.CompletedProcess:
     env = {**os.environ, "nnUNet_def_n_proc": "2"}
     return subprocess.run(
-        [sys.executable, "-m", "nnunet_surgery.cli", "demo", "-o", str(out), *TINY, *extra],
+        [sys.executable, "-m", "nnunet_surgery.cli", "demo", "-o", str(out), *tiny, *extra],
         capture_output=True,
         text=True,
         env=env,
@@ -94,6 +94,45 @@ def test_demo_runs_resumes_and_refuses_other_settings(tmp_path: Path) -> None:
     assert checkpoint.stat().st_mtime == mtime
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("dataset", "shape", "labels", "configuration"),
+    [
+        ("organs", ["64", "64"], {"organ": 1, "lesion": 2}, "2d"),
+        ("regions", ["16", "32", "32", "--3d"], {"organ": [1, 2], "lesion": 2}, "3d_fullres"),
+    ],
+    ids=["organs-2d", "regions-3d"],
+)
+def test_demo_runs_the_organ_and_region_datasets_in_2d_and_3d(
+    tmp_path: Path, dataset: str, shape: list[str], labels: dict, configuration: str
+) -> None:
+    import SimpleITK as sitk
+
+    out = tmp_path / "demo"
+    tiny = [*TINY[: TINY.index("--shape") + 1], *shape, "-device", "cpu"]
+    run = demo(out, "--dataset", dataset, "--trainers", "SurgeryTrainer", tiny=tiny)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    raw = next((out / "nnUNet_raw").iterdir())
+    meta = json.loads((raw / "dataset.json").read_text())
+    assert {k: v for k, v in meta["labels"].items() if k != "background"} == labels
+    assert (out / "nnUNet_results" / raw.name / f"Demo_SurgeryTrainer__nnUNetPlans__{configuration}").is_dir()
+    # the report read the truth beside nnU-Net's predictions: their layouts agree
+    report = json.loads((out / "report" / "calibration.json").read_text())
+    assert report["region_based"] is (dataset == "regions")
+    assert report["label_names"] == ["organ", "lesion"]
+    for model in report["models"].values():
+        for name in ("organ", "lesion"):
+            assert 0 <= model["labels"][name]["truth"]["pooled"]["mae"] <= 1
+    # the maps keep the reference's geometry, anisotropic spacing included
+    case = sorted((out / "maps" / "SurgeryTrainer").iterdir())[0]
+    probability = sitk.ReadImage(str(case / "lesion_probability.nii.gz"))
+    reference = sitk.ReadImage(str(raw / "labelsTs" / f"{case.name}.nii.gz"))
+    assert probability.GetSize() == reference.GetSize()
+    assert probability.GetSpacing() == reference.GetSpacing()
+    if configuration == "3d_fullres":
+        assert reference.GetSpacing() == (1.0, 1.0, 2.5)
+
+
 def test_demo_refuses_a_folder_that_holds_something_else(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(DemoError, match="not empty"):
@@ -109,6 +148,8 @@ def test_demo_refuses_a_folder_that_holds_something_else(tmp_path: Path) -> None
         (DemoSettings(epochs=0), "epochs"),
         (DemoSettings(num_train=3), "num_train"),
         (DemoSettings(shape=(16, 16)), "shape"),
+        (DemoSettings(shape=(8, 32, 32)), "shape"),
+        (DemoSettings(dataset="brains"), "--dataset"),
     ],
 )
 def test_demo_rejects_bad_settings_before_writing(
@@ -144,3 +185,18 @@ def test_demo_refuses_an_output_folder_under_a_file_in_one_line(
     assert main(["demo", "-o", str(tmp_path / "file" / "demo"), "-device", "cpu"]) == 2
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and "cannot create or write the output folder" in error, error
+
+
+@pytest.mark.parametrize(
+    "arguments", [["--3d", "--shape", "64", "64"], ["--shape", "16", "32", "32"], ["--shape", "64"]]
+)
+def test_demo_refuses_a_shape_of_the_wrong_dimension_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture, arguments: list[str]
+) -> None:
+    from nnunet_surgery.cli import main
+
+    out = tmp_path / "demo"
+    assert main(["demo", "-o", str(out), "-device", "cpu", *arguments]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "--shape" in error, error
+    assert not out.exists()

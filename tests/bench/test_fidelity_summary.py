@@ -1,0 +1,281 @@
+"""bench/fidelity.py's aggregation on fake calibration.json files: extraction, mean ± std, ratios, verdicts,
+markdown. No training."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+@pytest.fixture(scope="module")
+def fidelity():
+    """bench/fidelity.py as a module (bench/ is no package; its scripts import `_common` from their folder)."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        spec = importlib.util.spec_from_file_location("bench_fidelity", BENCH / "fidelity.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up there
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(BENCH))
+    yield module
+    sys.modules.pop(spec.name, None)
+
+
+# per model, label and metric: the values of seeds 0, 1, 2. "organ" meets every target, "lesion" misses every
+# one (the Dice pair's spread rule excepted: its differences are all 0.3, spread 0).
+SEEDS = (0, 1, 2)
+VALUES = {
+    "nnUNetTrainer": {
+        "organ": {"nll": [0.30, 0.34, 0.32], "ece_truth": [0.05, 0.06, 0.07], "dice": [0.90, 0.91, 0.92]},
+        "lesion": {"nll": [0.30, 0.34, 0.32], "ece_truth": [0.05, 0.06, 0.07], "dice": [0.80, 0.80, 0.80]},
+    },
+    "nnUNetTrainer+temperature": {
+        "organ": {"nll": [0.20, 0.22, 0.24], "ece_truth": [0.03, 0.03, 0.03], "dice": [0.90, 0.91, 0.92]},
+        "lesion": {"nll": [0.20, 0.22, 0.24], "ece_truth": [0.03, 0.03, 0.03], "dice": [0.80, 0.80, 0.80]},
+    },
+    "SurgeryTrainer": {
+        "organ": {"nll": [0.10, 0.12, 0.11], "ece_truth": [0.01, 0.015, 0.02], "dice": [0.895, 0.905, 0.915]},
+        "lesion": {"nll": [0.20, 0.40, 0.25], "ece_truth": [0.06, 0.05, 0.09], "dice": [0.77, 0.77, 0.77]},
+    },
+    "BaselineTrainerDice": {
+        "organ": {"nll": [0.9, 1.0, 1.1], "ece_truth": [0.2, 0.2, 0.2], "dice": [0.9, 0.9, 0.9]},
+        "lesion": {"nll": [0.6, 0.6, 0.6], "ece_truth": [0.2, 0.2, 0.2], "dice": [0.9, 0.9, 0.9]},
+    },
+    "SurgeryTrainerDice": {
+        "organ": {"nll": [0.2, 0.25, 0.3], "ece_truth": [0.05, 0.06, 0.04], "dice": [0.9, 0.9, 0.9]},
+        "lesion": {"nll": [0.3, 0.3, 0.3], "ece_truth": [0.05, 0.06, 0.04], "dice": [0.9, 0.9, 0.9]},
+    },
+}
+# the other metrics: distinct known numbers derived from the seed
+OTHER = {"ece": 0.011, "mce": 0.12, "brier": 0.021, "mae_truth": 0.031}
+# one run per trainer, as the bench has them: nnUNetTrainer's report also holds nnUNetTrainer+temperature
+RUNS = {
+    "nnUNetTrainer": ("nnUNetTrainer", "nnUNetTrainer+temperature"),
+    "SurgeryTrainer": ("SurgeryTrainer",),
+    "BaselineTrainerDice": ("BaselineTrainerDice",),
+    "SurgeryTrainerDice": ("SurgeryTrainerDice",),
+}
+MODELS = [model for models in RUNS.values() for model in models]
+
+
+def value(model: str, label: str, metric: str, seed: int) -> float:
+    given = VALUES[model][label]
+    return given[metric][seed] if metric in given else OTHER[metric] * (seed + 1)
+
+
+def calibration_json(models: tuple[str, ...], seed: int) -> dict:
+    """The parts of a report's calibration.json the bench reads (plus some it ignores)."""
+    return {
+        "model_order": list(models),
+        "label_names": ["organ", "lesion"],
+        "models": {
+            model: {
+                "folder": f"/predictions/{model}",
+                "labels": {
+                    label: {
+                        "pooled": {
+                            **{
+                                m: value(model, label, m, seed)
+                                for m in ("nll", "ece", "mce", "brier", "dice")
+                            },
+                            "ace": 0.5,
+                            "n_voxels": 1000,
+                            "tp": 1,
+                            "fp": 2,
+                            "fn": 3,
+                        },
+                        "case_mean": {"nll": 9.0},
+                        "truth": {
+                            "pooled": {
+                                "ece": value(model, label, "ece_truth", seed),
+                                "mae": value(model, label, "mae_truth", seed),
+                                "ece_truth_self": 0.1,
+                            }
+                        },
+                    }
+                    for label in ("organ", "lesion")
+                },
+            }
+            for model in models
+        },
+    }
+
+
+@pytest.fixture(scope="module")
+def seeds(fidelity, tmp_path_factory):
+    """SeedResults of the three seeds, each read from one calibration.json per run."""
+    root = tmp_path_factory.mktemp("fidelity")
+    results = []
+    for seed in SEEDS:
+        parts = []
+        for trainer, models in RUNS.items():
+            path = root / f"seed_{seed}" / trainer / "report" / "calibration.json"
+            path.parent.mkdir(parents=True)
+            path.write_text(json.dumps(calibration_json(models, seed)))
+            parts.append(fidelity.load_calibration(path))
+        results.append(fidelity.merge_seed("organs", seed, parts))
+    return results
+
+
+def test_extracts_every_metric_of_every_model_and_label(fidelity, seeds) -> None:
+    for result in seeds:
+        assert set(result.models) == set(MODELS)
+        for model in MODELS:
+            for label in ("organ", "lesion"):
+                got = result.models[model][label]
+                for metric in ("nll", "ece", "mce", "brier", "dice", "ece_truth", "mae_truth"):
+                    assert getattr(got, metric) == value(model, label, metric, result.seed)
+
+
+def test_missing_truth_is_nan_and_malformed_json_is_a_value_error(fidelity, tmp_path) -> None:
+    data = calibration_json(("SurgeryTrainer",), 0)
+    del data["models"]["SurgeryTrainer"]["labels"]["organ"]["truth"]
+    organ = fidelity.parse_calibration(data)["SurgeryTrainer"]["organ"]
+    assert math.isnan(organ.ece_truth) and math.isnan(organ.mae_truth) and organ.nll == 0.10
+    data["label_names"] = ["organ", "lesion"]  # the report writes its JSON with sorted keys
+    data["models"]["SurgeryTrainer"]["labels"] = dict(
+        sorted(data["models"]["SurgeryTrainer"]["labels"].items())
+    )
+    assert list(fidelity.parse_calibration(data)["SurgeryTrainer"]) == ["organ", "lesion"]
+    with pytest.raises(ValueError, match="pooled"):
+        fidelity.parse_calibration({"models": {"m": {"labels": {"organ": {}}}}})
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(ValueError, match="cannot read"):
+        fidelity.load_calibration(tmp_path / "bad.json")
+
+
+def test_mean_std_matches_numpy_with_ddof_1(fidelity, seeds) -> None:
+    for model in MODELS:
+        for metric, _ in fidelity.METRICS:
+            values = [value(model, "organ", metric, s) for s in SEEDS]
+            stat = fidelity.metric_stat(seeds, model, "organ", metric)
+            assert stat.n == 3
+            assert stat.mean == pytest.approx(np.mean(values), abs=1e-12)
+            assert stat.std == pytest.approx(np.std(values, ddof=1), abs=1e-12)
+    one = fidelity.metric_stat(seeds[:1], "SurgeryTrainer", "organ", "nll")
+    assert (one.n, one.mean, math.isnan(one.std), one.format()) == (1, 0.10, True, "0.1000")
+    assert fidelity.mean_std([1.0, math.nan, 3.0]).n == 2
+    assert fidelity.mean_std([]).format() == "—"
+
+
+def test_ratio_spread_is_over_the_per_seed_ratios(fidelity, seeds) -> None:
+    pair = fidelity.PAIRS[0]
+    assert (pair.surgical, pair.base) == ("SurgeryTrainer", "nnUNetTrainer")
+    stats = fidelity.ratio_stats(seeds, pair, "organ")
+    for metric in fidelity.RATIO_METRICS:
+        ratios = [
+            value("SurgeryTrainer", "organ", metric, s) / value("nnUNetTrainer", "organ", metric, s)
+            for s in SEEDS
+        ]
+        assert stats[metric].mean == pytest.approx(np.mean(ratios))
+        assert stats[metric].std == pytest.approx(np.std(ratios, ddof=1))
+    points = [
+        100 * (value("SurgeryTrainer", "organ", "dice", s) - value("nnUNetTrainer", "organ", "dice", s))
+        for s in SEEDS
+    ]
+    assert stats["dice"].mean == pytest.approx(np.mean(points)) == pytest.approx(-0.5)
+    assert stats["dice"].std == pytest.approx(np.std(points, ddof=1), abs=1e-9)
+    temperature = fidelity.ratio_stats(seeds, fidelity.PAIRS[3], "organ")["nll"]
+    assert temperature.mean == pytest.approx(np.mean([0.10 / 0.20, 0.12 / 0.22, 0.11 / 0.24]))
+
+
+def outcomes(fidelity, seeds, label: str) -> dict[tuple[str, str], str]:
+    return {(v.pair.surgical, v.target): v.outcome for v in fidelity.verdicts(seeds, label)}
+
+
+def test_verdicts_met_on_organ(fidelity, seeds) -> None:
+    got = outcomes(fidelity, seeds, "organ")
+    for surgical in ("SurgeryTrainer", "SurgeryTrainerDice"):
+        assert got[surgical, "ECE vs p* lower by more than the spread"] == "met"
+        assert got[surgical, "NLL lower by more than the spread"] == "met"
+        assert got[surgical, "DSC within 1.5 points"] == "met"
+    # mean(base NLL) / mean(surgical NLL) = 1.0 / 0.25
+    assert got["SurgeryTrainerDice", "NLL ratio base/surgical >= 3"] == "met"
+    assert ("SurgeryTrainer", "NLL ratio base/surgical >= 3") not in got  # the Dice pair's target only
+
+
+def test_verdicts_missed_on_lesion(fidelity, seeds) -> None:
+    got = outcomes(fidelity, seeds, "lesion")
+    # NLL differences base - surgical 0.10, -0.06, 0.07: mean 0.037 < their std 0.085
+    diffs = np.array([0.30, 0.34, 0.32]) - np.array([0.20, 0.40, 0.25])
+    assert diffs.mean() < diffs.std(ddof=1)
+    assert got["SurgeryTrainer", "NLL lower by more than the spread"] == "MISSED"
+    assert got["SurgeryTrainer", "ECE vs p* lower by more than the spread"] == "MISSED"  # surgical is higher
+    assert got["SurgeryTrainer", "DSC within 1.5 points"] == "MISSED"  # -3 points
+    assert got["SurgeryTrainerDice", "DSC within 1.5 points"] == "met"
+    assert got["SurgeryTrainerDice", "NLL ratio base/surgical >= 3"] == "MISSED"  # 0.6 / 0.3 = 2
+    # differences all 0.3: the spread is 0, so the gain exceeds it
+    assert got["SurgeryTrainerDice", "NLL lower by more than the spread"] == "met"
+
+
+def test_spread_verdicts_need_three_seeds_and_absent_pairs_are_na(fidelity, seeds) -> None:
+    got = outcomes(fidelity, seeds[:2], "organ")
+    assert got["SurgeryTrainer", "NLL lower by more than the spread"] == "n/a (2 seeds)"
+    assert got["SurgeryTrainer", "ECE vs p* lower by more than the spread"] == "n/a (2 seeds)"
+    assert got["SurgeryTrainer", "DSC within 1.5 points"] == "met"  # the mean needs one seed
+    assert outcomes(fidelity, seeds[:1], "organ")["SurgeryTrainer", "NLL lower by more than the spread"] == (
+        "n/a (1 seed)"
+    )
+    full = outcomes(fidelity, seeds, "organ")
+    for target in (
+        "ECE vs p* lower by more than the spread",
+        "NLL lower by more than the spread",
+        "DSC within 1.5 points",
+    ):
+        assert full["SurgeryTrainerTversky", target] == "n/a (0 seeds)"  # not in the fake grid
+
+
+def test_markdown_has_the_formatted_cells(fidelity, seeds) -> None:
+    text = fidelity.render_markdown("Fidelity: organs (2D)", seeds, MODELS, ["Schedule: test"])
+    assert text.startswith("# Fidelity: organs (2D)\n")
+    assert "## organ" in text and "## lesion" in text
+    organ = text.split("## organ")[1].split("## lesion")[0]
+    # nnUNetTrainer's organ row: NLL 0.32 ± 0.02, ECE 0.022 ± 0.011, MCE 0.24 ± 0.12, DSC 0.91 ± 0.01
+    nll, ece = np.array([0.30, 0.34, 0.32]), np.array([0.011, 0.022, 0.033])
+    cells = [f"{nll.mean():.4f} ± {nll.std(ddof=1):.4f}", f"{ece.mean():.4f} ± {ece.std(ddof=1):.4f}"]
+    assert cells == ["0.3200 ± 0.0200", "0.0220 ± 0.0110"]
+    row = next(line for line in organ.splitlines() if line.startswith("| nnUNetTrainer |"))
+    assert row.startswith(f"| nnUNetTrainer | {cells[0]} | {cells[1]} | 0.2400 ± 0.1200 |")
+    assert row.endswith("| 0.9100 ± 0.0100 | 0.0600 ± 0.0100 | 0.0620 ± 0.0310 | 3 |")
+    assert "| model | NLL | ECE | MCE | Brier | DSC | ECE vs p* | MAE vs p* | seeds |" in organ
+    # ratio table: SurgeryTrainer vs nnUNetTrainer, DSC difference -0.50 ± 0.00 points
+    ratio_row = next(
+        line for line in organ.splitlines() if line.startswith("| SurgeryTrainer vs nnUNetTrainer |")
+    )
+    ratios = np.array([0.10 / 0.30, 0.12 / 0.34, 0.11 / 0.32])
+    assert f"| {ratios.mean():.3f} ± {ratios.std(ddof=1):.3f} |" in ratio_row
+    assert ratio_row.endswith("| -0.50 ± 0.00 | 3 |")
+    assert "| SurgeryTrainer vs nnUNetTrainer+temperature |" in organ
+    assert "SurgeryTrainerTversky vs BaselineTrainerTversky |" not in organ.split("Targets:")[0]
+    assert (
+        "| SurgeryTrainerDice vs BaselineTrainerDice | NLL ratio base/surgical >= 3 | 4.00 | 3 | met |"
+        in organ
+    )
+    assert "| SurgeryTrainer vs nnUNetTrainer | DSC within 1.5 points | -0.50 points | 3 | met |" in organ
+    lesion = text.split("## lesion")[1]
+    assert "| SurgeryTrainer vs nnUNetTrainer | DSC within 1.5 points | -3.00 points | 3 | MISSED |" in lesion
+    one = fidelity.render_markdown("t", seeds[:1], MODELS)
+    assert "| nnUNetTrainer | 0.3000 | 0.0110 |" in one  # one seed: the mean alone
+
+
+def test_paper_order_interleaves_the_pairs(fidelity) -> None:
+    registry = (
+        "nnUNetTrainer", "SurgeryTrainer", "SurgeryTrainerDice", "SurgeryTrainerTversky", "BaselineTrainerDice",
+        "BaselineTrainerTversky", "BaselineTrainerDicePlusPlus", "BaselineTrainerDiceML1ACE", "BaselineTrainerCE",
+    )  # fmt: skip
+    assert fidelity.paper_order(registry) == [
+        "nnUNetTrainer", "SurgeryTrainer", "BaselineTrainerDice", "SurgeryTrainerDice", "BaselineTrainerTversky",
+        "SurgeryTrainerTversky", "BaselineTrainerDicePlusPlus", "BaselineTrainerDiceML1ACE", "BaselineTrainerCE",
+    ]  # fmt: skip
+    assert fidelity.grid_models(["SurgeryTrainer", "nnUNetTrainer"]) == [
+        "SurgeryTrainer", "nnUNetTrainer", "nnUNetTrainer+temperature",
+    ]  # fmt: skip

@@ -9,7 +9,8 @@ from pathlib import Path
 __all__ = ["HELP", "add_arguments", "run"]
 
 HELP = (
-    "generate the synthetic dataset, train SurgeryTrainer and nnUNetTrainer on a short schedule, fit temperature "
+    "generate a synthetic dataset (binary lesions, an organ with lesions, or nested regions; 2D or 3D), train "
+    "SurgeryTrainer and nnUNetTrainer on a short schedule, fit temperature "
     "scaling on their validation fold, predict the test set and write the calibration report, gallery and maps "
     "(about 15 minutes on 2 CPU cores)"
 )

@@ -1,4 +1,5 @@
-"""Helpers shared by the benchmark scripts: machine description, medians, tables, process-tree RSS."""
+"""Helpers shared by the benchmark scripts: machine description, medians, tables, process-tree RSS, and the
+case folders (`gt/CASE.nii.gz`, `pred/CASE.npz`) the report and recalibration benchmarks write."""
 
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ __all__ = [
     "load_average",
     "machine_info",
     "median",
+    "read_cases",
     "run_with_peak_rss",
+    "subset",
     "verdict",
 ]
 
@@ -160,3 +163,28 @@ def run_with_peak_rss(cmd: Sequence[str], env: dict | None = None) -> tuple[floa
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed with exit code {proc.returncode}:\n{err[-4000:]}")
     return wall, peak, out
+
+
+def subset(folder: Path, n: int) -> Path:
+    """`folder/nN`: hard links to the first n cases of `folder` (made once, then reused)."""
+    out = folder / f"n{n}"
+    if out.exists():
+        return out
+    for kind, ending in (("pred", ".npz"), ("gt", ".nii.gz")):
+        (out / kind).mkdir(parents=True)
+        for i in range(n):
+            os.link(folder / kind / f"case_{i:03d}{ending}", out / kind / f"case_{i:03d}{ending}")
+    return out
+
+
+def read_cases(gt: Path, pred: Path):
+    """Yield (probabilities, labels) of each case: `np.load(CASE.npz)["probabilities"]` and SimpleITKIO's
+    `read_seg(CASE.nii.gz)`, the bare loading the benchmarks compare against."""
+    import numpy as np
+    from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
+
+    for npz in sorted(pred.glob("*.npz")):
+        with np.load(npz) as archive:
+            probabilities = archive["probabilities"]
+        labels, _ = SimpleITKIO().read_seg(str(gt / (npz.stem + ".nii.gz")))
+        yield probabilities, labels

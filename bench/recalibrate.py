@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import format_table, machine_info, median, run_with_peak_rss, verdict
+from _common import format_table, machine_info, median, read_cases, run_with_peak_rss, subset, verdict
 
 TEMPERATURE = 2.5
 FIT_CLI = (
@@ -64,31 +64,8 @@ def write_cases(folder: Path, n: int, size: int, channels: int, seed: int = 0) -
     (folder / "dataset.json").write_text(json.dumps(dataset, indent=2))
 
 
-def subset(folder: Path, n: int) -> Path:
-    """Folder with hard links to the first n cases."""
-    out = folder / f"n{n}"
-    if out.exists():
-        return out
-    for kind, ending in (("pred", ".npz"), ("gt", ".nii.gz")):
-        (out / kind).mkdir(parents=True)
-        for i in range(n):
-            os.link(folder / kind / f"case_{i:03d}{ending}", out / kind / f"case_{i:03d}{ending}")
-    return out
-
-
-def _cases(gt: Path, pred: Path):
-    import numpy as np
-    from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
-
-    for npz in sorted(pred.glob("*.npz")):
-        with np.load(npz) as archive:
-            probabilities = archive["probabilities"]
-        labels, _ = SimpleITKIO().read_seg(str(gt / (npz.stem + ".nii.gz")))
-        yield probabilities, labels
-
-
 def worker_load(gt: Path, pred: Path) -> str:
-    return str(sum(labels.size for _, labels in _cases(gt, pred)))
+    return str(sum(labels.size for _, labels in read_cases(gt, pred)))
 
 
 def worker_netcal(gt: Path, pred: Path) -> str:
@@ -98,7 +75,7 @@ def worker_netcal(gt: Path, pred: Path) -> str:
 
     torch.set_default_dtype(torch.float64)
     inputs, targets = [], []
-    for probabilities, labels in _cases(gt, pred):
+    for probabilities, labels in read_cases(gt, pred):
         flat = probabilities.reshape(probabilities.shape[0], -1)
         inputs.append(flat[1] if len(flat) == 2 else flat.T)
         targets.append(labels.reshape(-1).astype(np.int64))

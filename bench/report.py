@@ -31,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import format_table, machine_info, median, run_with_peak_rss, verdict
+from _common import format_table, machine_info, median, read_cases, run_with_peak_rss, subset, verdict
 
 COST_TARGET = 1.3  # report's marginal cost per case / bare loading's
 BOOTSTRAP = 1000  # the report's default resamples (--bootstrap)
@@ -81,33 +81,10 @@ def write_cases(folder: Path, n: int, size: int, seed: int = 0) -> None:
     (folder / "dataset.json").write_text(json.dumps(dataset, indent=2))
 
 
-def subset(folder: Path, n: int) -> Path:
-    """Folder with hard links to the first n cases."""
-    out = folder / f"n{n}"
-    if out.exists():
-        return out
-    for kind, ending in (("pred", ".npz"), ("gt", ".nii.gz")):
-        (out / kind).mkdir(parents=True)
-        for i in range(n):
-            os.link(folder / kind / f"case_{i:03d}{ending}", out / kind / f"case_{i:03d}{ending}")
-    return out
-
-
 # --------------------------------------------------------------------------------------------------- workers
-def _cases(gt: Path, pred: Path):
-    import numpy as np
-    from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
-
-    for npz in sorted(pred.glob("*.npz")):
-        with np.load(npz) as archive:
-            probabilities = archive["probabilities"]
-        labels, _ = SimpleITKIO().read_seg(str(gt / (npz.stem + ".nii.gz")))
-        yield probabilities, labels
-
-
 def worker_load(gt: Path, pred: Path, bins: int) -> str:
     del bins
-    voxels = sum(labels.size for _, labels in _cases(gt, pred))
+    voxels = sum(labels.size for _, labels in read_cases(gt, pred))
     return f"{voxels}"
 
 
@@ -117,7 +94,7 @@ def worker_torchmetrics(gt: Path, pred: Path, bins: int) -> str:
 
     torch.set_num_threads(1)
     metric = BinaryCalibrationError(n_bins=bins, norm="l1")
-    for probabilities, labels in _cases(gt, pred):
+    for probabilities, labels in read_cases(gt, pred):
         metric.update(
             torch.from_numpy(probabilities[1].ravel()), torch.from_numpy(labels.ravel().astype("int64"))
         )

@@ -1,8 +1,11 @@
-"""Run `nnunet-surgery report` through its command module, as the console script dispatches to it."""
+"""Run `nnunet-surgery report` through its command module, as the console script dispatches to it, or in a
+fresh interpreter that also reports its peak memory."""
 
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 from pathlib import Path
 
 from nnunet_surgery.commands import report as command
@@ -15,3 +18,25 @@ def run_report_command(folders, out: Path, *extra: str, preds: list[Path] | None
     preds = folders.preds if preds is None else preds
     arguments = [str(folders.gt), *map(str, preds), "-djfile", str(folders.dataset_json), "-o", str(out)]
     return command.run(parser.parse_args([*arguments, *extra]))
+
+
+def run_report_process(folders, out: Path, *extra: str) -> tuple[int, str, int]:
+    """`nnunet-surgery report GT PRED... -djfile DATASET_JSON -o OUT -np 1 --no-progress *extra` in a fresh
+    interpreter: (exit code, stderr, the interpreter's peak RSS in bytes)."""
+    script = (
+        "import resource, sys\n"
+        "from nnunet_surgery.cli import main\n"
+        "code = main(sys.argv[1:])\n"
+        "print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, file=sys.stderr)\n"
+        "sys.exit(code)\n"
+    )
+    arguments = ["report", str(folders.gt), *map(str, folders.preds), "-djfile", str(folders.dataset_json)]
+    result = subprocess.run(
+        [sys.executable, "-c", script, *arguments, "-o", str(out), "-np", "1", "--no-progress", *extra],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    lines = result.stderr.splitlines()
+    peak = int(next(line for line in lines if line.startswith("PEAK")).split()[1])
+    return result.returncode, "\n".join(line for line in lines if not line.startswith("PEAK")), peak

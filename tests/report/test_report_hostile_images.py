@@ -7,8 +7,6 @@ from __future__ import annotations
 import gzip
 import io
 import math
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
@@ -16,6 +14,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from report_cli import run_report_process
 from report_images import write_image
 
 from nnunet_surgery.report import ReportError
@@ -57,27 +56,6 @@ def _write_probabilities(path: Path, shape: tuple[int, ...]) -> None:
             member.write(bytes(64))
 
 
-def _report(folders, out: Path, *extra: str) -> tuple[int, str, int]:
-    """Run the report in a fresh interpreter; (exit code, stderr, its peak RSS in bytes)."""
-    script = (
-        "import resource, sys\n"
-        "from nnunet_surgery.cli import main\n"
-        "code = main(sys.argv[1:])\n"
-        "print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, file=sys.stderr)\n"
-        "sys.exit(code)\n"
-    )
-    arguments = ["report", str(folders.gt), *map(str, folders.preds), "-djfile", str(folders.dataset_json)]
-    result = subprocess.run(
-        [sys.executable, "-c", script, *arguments, "-o", str(out), "-np", "1", "--no-progress", *extra],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    lines = result.stderr.splitlines()
-    peak = int(next(line for line in lines if line.startswith("PEAK")).split()[1])
-    return result.returncode, "\n".join(line for line in lines if not line.startswith("PEAK")), peak
-
-
 @pytest.fixture
 def dataset(build, no_plots):
     """A binary dataset of two 16 x 64 x 64 cases, one model."""
@@ -97,14 +75,14 @@ def masks(dataset):
 
 
 def _valid_peak(dataset, tmp_path: Path, *extra: str) -> int:
-    code, error, peak = _report(dataset, tmp_path / "valid", *extra)
+    code, error, peak = run_report_process(dataset, tmp_path / "valid", *extra)
     assert code == 0, error
     return peak
 
 
 def _refused(dataset, tmp_path: Path, path: Path, needle: str, *extra: str) -> int:
     """Assert the report refuses `path` in one line containing `needle`, writing nothing; its peak RSS."""
-    code, error, peak = _report(dataset, tmp_path / "out", *extra)
+    code, error, peak = run_report_process(dataset, tmp_path / "out", *extra)
     assert code == 2, error
     assert error.count("\n") == 0 and error.startswith(PREFIX), error
     assert str(path) in error and needle in error, error

@@ -4,13 +4,12 @@ the one-line error, exit 2, nothing written, and cost no more memory than a vali
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from report_cli import run_report_process
 
 from nnunet_surgery.report import ReportError
 from nnunet_surgery.report.inputs import load_probabilities
@@ -34,27 +33,6 @@ def _write_member(path: Path, shape: tuple[int, ...], data_bytes: int, dtype: st
                 left -= len(zeros)
 
 
-def _report(folders, out: Path) -> tuple[int, str, int]:
-    """Run the report in a fresh interpreter; (exit code, stderr, its peak RSS in bytes)."""
-    script = (
-        "import resource, sys\n"
-        "from nnunet_surgery.cli import main\n"
-        "code = main(sys.argv[1:])\n"
-        "print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, file=sys.stderr)\n"
-        "sys.exit(code)\n"
-    )
-    arguments = ["report", str(folders.gt), *map(str, folders.preds), "-djfile", str(folders.dataset_json)]
-    result = subprocess.run(
-        [sys.executable, "-c", script, *arguments, "-o", str(out), "-np", "1", "--no-progress"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    lines = result.stderr.splitlines()
-    peak = int(next(line for line in lines if line.startswith("PEAK")).split()[1])
-    return result.returncode, "\n".join(line for line in lines if not line.startswith("PEAK")), peak
-
-
 @pytest.fixture
 def dataset(build, no_plots):
     """A binary dataset whose cases are 2 x 16 x 64 x 64 float32 probabilities (about 0.5 MiB each)."""
@@ -62,7 +40,7 @@ def dataset(build, no_plots):
 
 
 def _refused(dataset, tmp_path, path: Path, needle: str) -> None:
-    code, error, _ = _report(dataset, tmp_path / "out")
+    code, error, _ = run_report_process(dataset, tmp_path / "out")
     assert code == 2, error
     assert error.count("\n") == 0 and error.startswith(PREFIX) and str(path) in error and needle in error, (
         error
@@ -94,14 +72,14 @@ def test_a_member_with_more_data_than_declared_is_refused(dataset, tmp_path):
 
 
 def test_a_one_gib_bomb_of_the_wrong_shape_costs_no_more_memory_than_a_valid_case(dataset, tmp_path):
-    code, error, valid_peak = _report(dataset, tmp_path / "valid")
+    code, error, valid_peak = run_report_process(dataset, tmp_path / "valid")
     assert code == 0, error
     assert json.loads((tmp_path / "valid" / "calibration.json").read_text())["bins"] == 20
 
     path = dataset.preds[0] / "case_001.npz"
     _write_member(path, (2, 1 << 10, 1 << 8, 1 << 9), 1 << 30)  # 2^28 float32 values: 1 GiB of zeros
     assert path.stat().st_size < (8 << 20)  # it compresses to a few MB
-    code, error, bomb_peak = _report(dataset, tmp_path / "out")
+    code, error, bomb_peak = run_report_process(dataset, tmp_path / "out")
     assert code == 2 and "does not match the reference's" in error, error
     assert not (tmp_path / "out").exists()
     assert bomb_peak <= valid_peak + MEMORY_SLACK, (bomb_peak, valid_peak)

@@ -463,9 +463,10 @@ class RunSpec:
             previous = json.loads(state.read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError):
             return "other settings (unreadable demo.json)"
-        current = self.settings.as_json()
-        if previous != current:
-            changed = sorted(k for k in previous.keys() | current.keys() if previous.get(k) != current.get(k))
+        if not isinstance(previous, dict):
+            return "other settings (not a demo run's demo.json)"
+        changed = self.settings.changed_from(previous)
+        if changed:
             return f"other settings ({', '.join(changed)})"
         return "done" if self.report_complete() else "partial"
 

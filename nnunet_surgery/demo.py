@@ -141,8 +141,12 @@ class DemoSettings:
         return self.variant.dataset_id + (3 if self.three_d else 0)
 
     @property
+    def dataset_name(self) -> str:
+        return f"{self.variant.name}{'3D' if self.three_d else ''}"
+
+    @property
     def dataset_folder_name(self) -> str:
-        return f"Dataset{self.dataset_id:03d}_{self.variant.name}{'3D' if self.three_d else ''}"
+        return f"Dataset{self.dataset_id:03d}_{self.dataset_name}"
 
     def validate(self) -> None:
         valid = demo_trainers()
@@ -166,6 +170,11 @@ class DemoSettings:
 
     def as_json(self) -> dict:
         return json.loads(json.dumps(asdict(self)))
+
+    def changed_from(self, stored: dict) -> list[str]:
+        """Names of the settings that differ between these and `stored` (a demo.json), sorted."""
+        current = self.as_json()
+        return sorted(k for k in stored.keys() | current.keys() if stored.get(k) != current.get(k))
 
 
 def demo_trainer_name(trainer: str) -> str:
@@ -226,10 +235,8 @@ class DemoRun:
                     f"{state}: expected the JSON object of a demo run's settings, but got {type(previous).__name__}; "
                     "choose a new folder"
                 )
-            if previous != settings:
-                changed = sorted(
-                    k for k in previous.keys() | settings.keys() if previous.get(k) != settings.get(k)
-                )
+            changed = self.settings.changed_from(previous)
+            if changed:
                 raise DemoError(
                     f"-o {self.out}: holds a demo run with other settings ({', '.join(changed)}); "
                     f"use another output folder or the same settings to resume"
@@ -305,7 +312,7 @@ class DemoRun:
         generate_dataset(
             self.raw,
             s.dataset_id,
-            self.dataset.name.split("_", 1)[1],
+            s.dataset_name,
             num_train=s.num_train,
             num_test=s.num_test,
             shape=s.shape,

@@ -29,6 +29,9 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from nnunet_surgery.errors import ReportError
+from nnunet_surgery.files import write_text_atomic
+
 __all__ = [
     "DATASETS",
     "RECALIBRATION",
@@ -103,8 +106,11 @@ SPACING_3D = (2.5, 1.0, 1.0)
 _PROGRESS = re.compile(r"^(\d{4}-\d\d-\d\d [\d:.]+: )?(Epoch \d+|train_loss|val_loss|Pseudo dice|Epoch time)")
 
 
-class DemoError(RuntimeError):
-    """A demo run that cannot go on; the message is one line naming what was wrong."""
+class DemoError(ReportError):
+    """A demo run that cannot go on; the message is one line naming what was wrong.
+
+    A `ReportError`, so that the shared file helpers (`files.write_text_atomic`) and the demo's own checks
+    reach the command's one-line error alike."""
 
 
 @dataclass(frozen=True)
@@ -246,7 +252,7 @@ class DemoRun:
             raise DemoError(f"-o {self.out}: folder is not empty and holds no demo run; choose a new folder")
         try:
             self.out.mkdir(parents=True, exist_ok=True)
-            _write_atomic(state, json.dumps(settings, indent=2, sort_keys=True))
+            write_text_atomic(state, json.dumps(settings, indent=2, sort_keys=True), "the demo's settings")
         except OSError as error:
             raise DemoError(
                 f"-o {self.out}: cannot create or write the output folder ({error.strerror or error})"
@@ -346,8 +352,13 @@ class DemoRun:
 
     def write_trainers(self) -> None:
         folder = self.out / "trainers"
-        folder.mkdir(exist_ok=True)
-        _write_atomic(folder / "demo_trainers.py", _trainer_module(self.settings))
+        try:
+            folder.mkdir(exist_ok=True)
+        except OSError as error:
+            raise DemoError(
+                f"{folder}: cannot create the demo's trainer folder ({error.strerror or error})"
+            ) from None
+        write_text_atomic(folder / "demo_trainers.py", _trainer_module(self.settings), "the demo's trainers")
 
     def results_folder(self, trainer: str) -> Path:
         return (
@@ -559,9 +570,3 @@ def run_demo(out_dir: Path, settings: DemoSettings, log=print) -> Path:
         run.maps(trainer, folder)
     names = [*settings.trainers, *map(recalibrated_name, settings.trainers)]
     return run.report([*predictions, *recalibrated], names)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(text)
-    partial.replace(path)

@@ -110,7 +110,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nnunet_surgery.demo import SHAPE_2D, SHAPE_3D, DemoError, DemoSettings, run_demo
+    from nnunet_surgery.demo import SHAPE_2D, SHAPE_3D, DemoSettings, run_demo
+    from nnunet_surgery.errors import ReportError
 
     shape = tuple(args.shape) if args.shape else (SHAPE_3D if args.three_d else SHAPE_2D)
     if len(shape) != (3 if args.three_d else 2):
@@ -137,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
     )
     try:
         report = run_demo(args.output, settings, log=lambda line: print(line, flush=True))
-    except DemoError as error:
+    except ReportError as error:  # DemoError, or a shared file helper's error
         print(f"nnunet-surgery demo: error: {error}", file=sys.stderr)
         return 2
     table = report / "calibration.md"

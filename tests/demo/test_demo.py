@@ -187,6 +187,25 @@ def test_demo_refuses_an_output_folder_under_a_file_in_one_line(
     assert error.count("\n") == 1 and "cannot create or write the output folder" in error, error
 
 
+@pytest.mark.parametrize("blocker", ["trainers", "trainers/demo_trainers.py"])
+def test_demo_trainer_module_that_cannot_be_written_is_a_one_line_error(tmp_path: Path, blocker: str) -> None:
+    """A file where the trainer folder goes, or a folder where its module goes: a ReportError (the demo
+    command's one-line error) naming the path, and no partial file left behind."""
+    from nnunet_surgery.demo import DemoRun
+    from nnunet_surgery.errors import ReportError
+
+    run = DemoRun(tmp_path, DemoSettings(trainers=("SurgeryTrainer",), device="cpu"))
+    if blocker == "trainers":
+        (tmp_path / blocker).write_text("not a folder")
+    else:
+        (tmp_path / blocker).mkdir(parents=True)
+    with pytest.raises(ReportError) as caught:
+        run.write_trainers()
+    message = str(caught.value)
+    assert "\n" not in message and str(tmp_path / blocker) in message, message
+    assert not list(tmp_path.rglob(".*.partial"))
+
+
 @pytest.mark.parametrize(
     "arguments", [["--3d", "--shape", "64", "64"], ["--shape", "16", "32", "32"], ["--shape", "64"]]
 )

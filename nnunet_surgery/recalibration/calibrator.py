@@ -20,8 +20,12 @@ from nnunet_surgery.recalibration.logits import logits_from_probabilities, proba
 from nnunet_surgery.recalibration.objective import METHODS, Method, Parameters
 from nnunet_surgery.report.errors import ReportError
 from nnunet_surgery.report.inputs.dataset import read_json
+from nnunet_surgery.report.scoring.case import voxel_chunks
 
 __all__ = ["FORMAT", "VERSION", "Calibrator", "FitSummary", "read_calibrator"]
+
+#: values (channels x voxels) transformed at once: float64 logits of a few tens of MB per chunk
+TRANSFORM_CHUNK_ELEMENTS = 1 << 22
 
 FORMAT = "nnunet-surgery calibrator"
 VERSION = 1
@@ -100,9 +104,7 @@ class Calibrator:
         out = np.empty(flat.shape, dtype=probabilities.dtype)
         scale = 1.0 / np.asarray(self.temperatures)[:, None]
         bias = np.asarray(self.biases)[:, None]
-        step = max(4096, (1 << 22) // flat.shape[0])
-        for start in range(0, flat.shape[1], step):
-            chunk = slice(start, start + step)
+        for chunk in voxel_chunks(flat.shape[1], flat.shape[0], TRANSFORM_CHUNK_ELEMENTS):
             logits = logits_from_probabilities(flat[:, chunk], softmax=softmax) * scale + bias
             out[:, chunk] = probabilities_from_logits(logits, softmax=softmax)
         return out.reshape(probabilities.shape)

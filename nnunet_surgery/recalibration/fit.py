@@ -29,7 +29,13 @@ from nnunet_surgery.report.inputs import (
     load_dataset_json,
     reader_for,
 )
-from nnunet_surgery.report.scoring.case import CaseTask, PreparedCase, checked_chunk, prepare_case
+from nnunet_surgery.report.scoring.case import (
+    CaseTask,
+    PreparedCase,
+    checked_chunk,
+    prepare_case,
+    voxel_chunks,
+)
 from nnunet_surgery.report.scoring.pool import WorkerPool, read_ahead
 
 __all__ = ["FIT_CHUNK_ELEMENTS", "CaseFit", "FitTask", "fit_calibrator", "fit_case"]
@@ -85,9 +91,7 @@ def _finish(task: FitTask, prepared: PreparedCase) -> CaseFit:
     low, high = saturation_bounds(flat.dtype)
     totals = [NewtonStats.zeros(parameters.size) for _ in task.thetas]
     saturated = values = 0
-    step = max(4096, FIT_CHUNK_ELEMENTS // layout.n_channels)
-    for start in range(0, flat.shape[1], step):
-        chunk = slice(start, start + step)
+    for chunk in voxel_chunks(flat.shape[1], layout.n_channels, FIT_CHUNK_ELEMENTS):
         probabilities = checked_chunk(path, flat, chunk, layout.softmax)
         labels = reference.labels[chunk]
         if reference.roi is not None:

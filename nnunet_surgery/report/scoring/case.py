@@ -48,6 +48,7 @@ __all__ = [
     "finish_case",
     "prepare_case",
     "score_case",
+    "voxel_chunks",
 ]
 
 # values (channels x voxels) scored at once: float64 temporaries of a few MB stay near the cache, which
@@ -181,8 +182,10 @@ def _read_reference(task: CaseTask) -> _Reference:
     )
 
 
-def _chunks(n_voxels: int, n_channels: int) -> Iterator[slice]:
-    step = max(4096, CHUNK_ELEMENTS // max(n_channels, 1))
+def voxel_chunks(n_voxels: int, n_channels: int, elements: int = CHUNK_ELEMENTS) -> Iterator[slice]:
+    """Consecutive slices covering `n_voxels` voxel positions of a `(n_channels, n_voxels)` array, each of
+    about `elements` values (at least 4096 voxels), so that per-chunk temporaries stay small."""
+    step = max(4096, elements // max(n_channels, 1))
     for start in range(0, n_voxels, step):
         yield slice(start, min(start + step, n_voxels))
 
@@ -219,7 +222,7 @@ def _load_model(paths: tuple[Path, ...], reference: _Reference, layout: LabelLay
     total = None
     for path in paths:
         member = _load_checked(path, reference, layout)
-        for chunk in _chunks(member.shape[1], layout.n_channels):
+        for chunk in voxel_chunks(member.shape[1], layout.n_channels):
             checked_chunk(path, member, chunk, layout.softmax)
         total = member.astype(np.float64) if total is None else total + member
         del member
@@ -228,7 +231,7 @@ def _load_model(paths: tuple[Path, ...], reference: _Reference, layout: LabelLay
 
 def _read_truth(path: Path, reference: _Reference, layout: LabelLayout) -> np.ndarray:
     truth = _load_checked(path, reference, layout)
-    for chunk in _chunks(truth.shape[1], layout.n_channels):
+    for chunk in voxel_chunks(truth.shape[1], layout.n_channels):
         checked_chunk(path, truth, chunk, layout.softmax)
     return np.clip(truth, 0.0, 1.0, out=truth if truth.flags.writeable else None)
 
@@ -251,7 +254,7 @@ def _score_model(
     stats = ModelCaseStats.zeros(layout, task.options, with_truth=truth is not None)
     labels, top = list(stats.labels), stats.top_label
     monai = None if stats.monai is None else list(stats.monai)
-    for chunk in _chunks(reference.labels.size, layout.n_channels):
+    for chunk in voxel_chunks(reference.labels.size, layout.n_channels):
         values = checked_chunk(path, flat, chunk, layout.softmax)
         chunk_reference = reference.labels[chunk]
         chunk_roi = None if reference.roi is None else reference.roi[chunk]

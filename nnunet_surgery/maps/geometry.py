@@ -16,8 +16,6 @@ Arrays come in the reader's axis order `(*spatial)` = `(z, y, x)` (2D: `(1, y, x
 
 from __future__ import annotations
 
-import contextlib
-import io
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from nnunet_surgery.report.errors import ReportError
-from nnunet_surgery.report.inputs.reading import check_label_image
+from nnunet_surgery.report.inputs.reading import read_label_image_and_properties
 
 __all__ = ["ReferenceGeometry", "read_geometry"]
 
@@ -100,15 +98,7 @@ def read_geometry(reader_class: type, path: str | Path) -> ReferenceGeometry:
         ReportError: the reader fails on the file, or returns no geometry this module can write.
     """
     path = Path(path)
-    check_label_image(path)  # bounded before nnU-Net's reader loads its pixels
-    with contextlib.redirect_stdout(io.StringIO()):
-        try:
-            array, properties = reader_class().read_seg(str(path))
-        except Exception as error:  # readers raise whatever their backend raises
-            text = str(error).strip().splitlines()
-            raise ReportError(
-                f"{path}: cannot read with {reader_class.__name__} ({text[0] if text else type(error).__name__})"
-            ) from None
+    array, properties = read_label_image_and_properties(reader_class, path)  # header-checked first
     shape = tuple(int(n) for n in np.shape(array)[1:])
     if "sitk_stuff" in properties:
         write = _sitk_writer(properties["sitk_stuff"])

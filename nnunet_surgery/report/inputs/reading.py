@@ -30,6 +30,7 @@ __all__ = [
     "load_probabilities",
     "load_valid_probabilities",
     "read_label_image",
+    "read_label_image_and_properties",
 ]
 
 PROBABILITIES_KEY = "probabilities"
@@ -393,12 +394,20 @@ def read_label_image(
     Raises:
         ReportError: the header checks fail, the reader fails on the file, or the shape is not `expected_shape`.
     """
+    return read_label_image_and_properties(reader_class, path, expected_shape=expected_shape)[0]
+
+
+def read_label_image_and_properties(
+    reader_class: type, path: str | Path, *, expected_shape: tuple[int, ...] | None = None
+) -> tuple[np.ndarray, dict]:
+    """`read_label_image`, also returning the reader's properties (spacing and the backend's geometry, as
+    nnU-Net's `read_seg` gives them), for writers of images with the same geometry."""
     path = Path(path)
     check_label_image(path, expected_shape=expected_shape)
     # nnU-Net's readers print warnings (origin / direction) to stdout; keep the report's output clean.
     with contextlib.redirect_stdout(io.StringIO()):
         try:
-            image, _ = reader_class().read_seg(str(path))
+            image, properties = reader_class().read_seg(str(path))
         except Exception as error:  # readers raise whatever their backend raises
             raise ReportError(
                 f"{path}: cannot read with {reader_class.__name__} ({_summary(error)})"
@@ -408,4 +417,4 @@ def read_label_image(
         raise ReportError(
             f"{path}: shape {image.shape} does not match the reference's {tuple(expected_shape)}"
         )
-    return image
+    return image, properties

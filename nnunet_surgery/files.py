@@ -93,29 +93,29 @@ def move_folder_into_place(staging: Path, target: Path) -> None:
 
 
 @contextmanager
-def staged_folder(out_dir: str | Path, *, overwrite: bool) -> Iterator[Path]:
+def staged_folder(out_dir: str | Path, *, overwrite: bool, what: str = "the output folder") -> Iterator[Path]:
     """A staging folder beside `out_dir` that replaces `out_dir` when the `with` block succeeds.
 
     The block writes into the yielded folder; on success it becomes `out_dir` (an existing `out_dir`, only
     with `overwrite`, is moved aside and removed after the swap); on any error the staging folder is
-    removed and `out_dir` is untouched.
+    removed and `out_dir` is untouched. `what` names the folder in the errors.
 
     Raises:
         ReportError: `out_dir` exists and `overwrite` is False, or the folder cannot be written.
     """
     out_dir = Path(out_dir).absolute()
     if out_dir.exists() and not overwrite:
-        raise ReportError(f"{out_dir}: the output folder exists; pass --overwrite to replace it")
+        raise ReportError(f"{out_dir}: {what} exists; pass --overwrite to replace it")
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
     except OSError as error:
-        raise ReportError(f"{out_dir}: cannot create the output folder ({error.strerror or error})") from None
+        raise ReportError(f"{out_dir}: cannot create {what} ({error.strerror or error})") from None
     try:
         yield staging
         move_folder_into_place(staging, out_dir)
     except OSError as error:
-        raise ReportError(f"{out_dir}: cannot write the output folder ({error.strerror or error})") from None
+        raise ReportError(f"{out_dir}: cannot write {what} ({error.strerror or error})") from None
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)

@@ -17,14 +17,12 @@ hidden folder that is renamed to `OUT_DIR/CASE` when complete (docs/maps.md).
 from __future__ import annotations
 
 import re
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from nnunet_surgery.files import check_writable, move_folder_into_place
+from nnunet_surgery.files import check_writable, staged_folder
 from nnunet_surgery.maps.geometry import read_geometry
 from nnunet_surgery.maps.uncertainty import EnsembleSums
 from nnunet_surgery.report.errors import ReportError
@@ -104,19 +102,12 @@ def export_case(task: MapsTask) -> str:
         sums.add(_member(path, expected, layout))
     maps = sums.maps()
     del sums
-    staging = Path(tempfile.mkdtemp(prefix=f".{task.case}.", suffix=".partial", dir=task.out_dir))
-    try:
-        arrays = [maps.mean[channel] for channel in layout.channels] + [maps.entropy]
-        if maps.members > 1:
-            arrays += [maps.std[channel] for channel in layout.channels] + [maps.mutual_information]
+    arrays = [maps.mean[channel] for channel in layout.channels] + [maps.entropy]
+    if maps.members > 1:
+        arrays += [maps.std[channel] for channel in layout.channels] + [maps.mutual_information]
+    with staged_folder(target, overwrite=task.overwrite, what="the case's maps") as staging:
         for name, array in zip(map_file_names(layout, maps.members), arrays, strict=True):
             geometry.write(array, staging / name)
-        move_folder_into_place(staging, target)
-    except OSError as error:
-        raise ReportError(f"{target}: cannot write the maps ({error.strerror or error})") from None
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
     return task.case
 
 

@@ -257,6 +257,48 @@ def test_bad_inputs_get_one_line_and_write_nothing(tmp_path, capsys):
     assert len(list((out / "case_a").iterdir())) == 2 * 2 + 2
 
 
+def test_a_write_failing_midway_keeps_the_previous_maps_and_leaves_no_staging(tmp_path, capsys, monkeypatch):
+    """The second map file of case_b fails to write (a full disk): one line naming case_b's folder, exit 2;
+    case_b's maps of the earlier run are still there, whole, and no staging folder is left."""
+    import dataclasses
+
+    import nnunet_surgery.maps.export as export
+
+    gt = tmp_path / "gt"
+    gt.mkdir()
+    cases = {"case_a": (3, 4, 5), "case_b": (3, 4, 5)}
+    for case, shape in cases.items():
+        _write_reference(gt / f"{case}.nii.gz", shape, (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), DIRECTION)
+    folders, _ = _models(tmp_path, cases, 1, 3, regions=False)
+    out = tmp_path / "maps"
+    args = [*map(str, folders), "-ref", str(gt), "-djfile", str(_dataset(tmp_path, LABELS)), "-o", str(out)]
+    assert _maps(*args) == 0
+    before = {p.name: p.read_bytes() for p in (out / "case_b").iterdir()}
+    assert len(before) == (len(LABELS) - 1) + 1  # the foreground labels' maps and the entropy
+
+    real = export.read_geometry
+
+    def failing_geometry(reader_class, path):
+        geometry = real(reader_class, path)
+        if not Path(path).name.startswith("case_b"):
+            return geometry
+        written = []
+
+        def write(array, target):
+            if written:
+                raise OSError(28, "No space left on device")
+            written.append(target)
+            geometry.write(array, target)
+
+        return dataclasses.replace(geometry, write=write)
+
+    monkeypatch.setattr(export, "read_geometry", failing_geometry)
+    assert _maps(*args, "--overwrite", "-np", "1") == 2
+    _one_line(capsys, str(out / "case_b"), "No space left on device")
+    assert {p.name: p.read_bytes() for p in (out / "case_b").iterdir()} == before
+    assert sorted(p.name for p in out.iterdir()) == ["case_a", "case_b"]
+
+
 @pytest.mark.parametrize("reader", ["NibabelIO", "NibabelIOWithReorient"])
 def test_nibabel_readers_round_trip(tmp_path, reader):
     import nibabel

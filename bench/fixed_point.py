@@ -1,0 +1,276 @@
+"""Analysis: do trained Dice-surgery models sit at the Section 3.1 fixed point? (docs/fidelity.md)
+
+For runs of `bench/fidelity.py` or `nnunet-surgery demo` (folders holding `demo.json`, the synthetic
+dataset with its true probabilities p* in `truthTs/`, and `predictions/MODEL/`), this compares, per
+foreground label or region and per bin of p*, three numbers on the test voxels:
+
+    mean p*        what a calibrated model predicts (the label frequency of voxels that look alike)
+    mean p         what the model predicts
+    mean p_fp      the fixed point of the surgical field for a pure Dice loss, given the model's own Dice
+
+The fixed point treats voxels of equal p* as one set of indistinguishable voxels whose label mix r is p*
+(docs/surgery.md, "Fixed points of indistinguishable voxels"):
+
+    regions (one sigmoid per region c):  odds(p_fp,c) = odds(p*_c) (2 / DSC_c - 1)
+    softmax (K channels, Dice over channels 1..K-1, decline exponent n):
+        p*_y s(p_fp,y) / q_y equal for all y,   q = (1 - sum_c DSC_c / 2, DSC_1 / 2, ..., DSC_{K-1} / 2)
+        s(p) = 0.25 (1 - (1 - p)^n)(1 - p^n) / p     (n = None: 0.25 / max(p, 0.01))
+
+DSC_c is the soft Dice 2 sum(p_c y_c) / (sum p_c + sum y_c) of the model on the test set, standing in for
+the batch Dice of training. The formulas hold for a pure Dice loss with surgery (SurgeryTrainerDice); for
+CE + Dice (SurgeryTrainer) the fixed point lies between p* and p_fp, and a plain Dice loss has none inside
+(0, 1). The summary, over the mixed voxels (0.02 < p* < 0.98), is the mean |p - p*| and the mean
+|p - p_fp|: a model nearer its p_fp than p* is limited by the loss's fixed point, not by training.
+
+    python bench/fixed_point.py RUN [RUN ...] [--models SurgeryTrainerDice] [--bins 10] [--plot FILE.png]
+
+RUN is a demo folder, e.g. `OUT/organs/seed_0/SurgeryTrainerDice` of bench/fidelity.py. Exit status 0, or 2
+for bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from nnunet_surgery.report.errors import ReportError
+from nnunet_surgery.report.inputs import (
+    LabelLayout,
+    case_files,
+    load_dataset_json,
+    load_probabilities,
+    read_label_image,
+    reader_for,
+)
+
+#: p* strictly between these is a mixed voxel (labels drawn with both outcomes likely enough to matter).
+MIXED = (0.02, 0.98)
+#: The clamp of the multi-class rescale for n = None (docs/surgery.md, "The clamp for n = None").
+P_Y_MIN = 0.01
+
+
+def rescale(p: np.ndarray, exponent: float | None, clamp: bool = True) -> np.ndarray:
+    """The multi-class rescale s(p_y) of docs/surgery.md for a true-class probability p (any shape); with
+    n = None it is clamped at P_Y_MIN for K > 2 (`clamp`), not for two channels (Listing 1 divides by nothing)."""
+    if exponent is None:
+        return 0.25 / np.maximum(p, P_Y_MIN if clamp else 1e-300)
+    p = np.clip(p, 1e-300, 1.0)
+    return 0.25 * -np.expm1(exponent * np.log1p(-np.minimum(p, 1 - 1e-16))) * (1 - p**exponent) / p
+
+
+def _inverse_rescale(target: np.ndarray, exponent: float | None, clamp: bool, steps: int = 60) -> np.ndarray:
+    """The p in [0, 1] with s(p) = target (s decreases on (0, 1]); 0 where target >= s(0+), by bisection."""
+    low, high = np.zeros_like(target), np.ones_like(target)
+    for _ in range(steps):
+        mid = (low + high) / 2
+        above = rescale(mid, exponent, clamp) > target  # s(mid) too large: p must grow
+        low = np.where(above, mid, low)
+        high = np.where(above, high, mid)
+    return (low + high) / 2
+
+
+def softmax_fixed_point(truth: np.ndarray, dice: np.ndarray, exponent: float | None) -> np.ndarray:
+    """The surgical Dice fixed point of sets with label mix `truth`.
+
+    Args:
+        truth: `(K, N)` label mixes r (columns sum to 1).
+        dice: `(K - 1,)` soft Dice of channels 1..K-1.
+        exponent: the decline exponent n, or None.
+
+    Returns:
+        `(K, N)` p on the simplex with r_y s(p_y) / q_y equal to one number lambda for every y with p_y > 0,
+        and r_y s(0+) / q_y <= lambda where p_y = 0 (a class too rare in the set for s, which is bounded
+        for finite n or with the clamp, to balance: a fixed point on the simplex's face);
+        q = (1 - sum DSC / 2, DSC / 2). NaN where q_0 <= 0 (no interior fixed point).
+    """
+    clamp = truth.shape[0] > 2
+    q = np.concatenate([[1 - dice.sum() / 2], dice / 2])
+    if q[0] <= 0:
+        return np.full(truth.shape, np.nan)
+    weight = truth / q[:, None]  # r_y / q_y; s(p_y) = lambda / weight_y
+    log_low, log_high = np.full(truth.shape[1], -40.0), np.full(truth.shape[1], 40.0)
+    for _ in range(60):  # bisection on log lambda: the sum of p_y(lambda) decreases in lambda
+        lam = np.exp((log_low + log_high) / 2)
+        with np.errstate(divide="ignore"):
+            target = np.where(weight > 0, lam / weight, np.inf)
+        total = _inverse_rescale(target, exponent, clamp).sum(axis=0)
+        log_low = np.where(total > 1, (log_low + log_high) / 2, log_low)
+        log_high = np.where(total > 1, log_high, (log_low + log_high) / 2)
+    with np.errstate(divide="ignore"):
+        target = np.where(weight > 0, np.exp((log_low + log_high) / 2) / weight, np.inf)
+    p = _inverse_rescale(target, exponent, clamp)
+    return p / p.sum(axis=0, keepdims=True)
+
+
+def region_fixed_point(truth: np.ndarray, dice: float) -> np.ndarray:
+    """odds(p) = odds(p*) (2 / DSC - 1), the binary surgical fixed point of one region (any n)."""
+    odds = truth / np.maximum(1 - truth, 1e-300) * (2 / dice - 1)
+    return np.where(truth >= 1, 1.0, odds / (1 + odds))
+
+
+@dataclass
+class LabelCurve:
+    """One label's comparison, pooled over the runs given."""
+
+    name: str
+    dice: list[float] = field(default_factory=list)
+    truth: list[np.ndarray] = field(default_factory=list)
+    predicted: list[np.ndarray] = field(default_factory=list)
+    fixed_point: list[np.ndarray] = field(default_factory=list)
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return tuple(np.concatenate(values) for values in (self.truth, self.predicted, self.fixed_point))
+
+
+def _targets(layout: LabelLayout, labels: np.ndarray) -> np.ndarray:
+    """`(len(names), N)` 0/1 targets of each foreground label or region."""
+    return np.stack([layout.member_mask(i, labels).reshape(-1) for i in range(len(layout.names))]).astype(
+        float
+    )
+
+
+def analyse_run(run: Path, model: str, exponent: float | None, curves: dict[str, LabelCurve]) -> None:
+    """Add one run's mixed voxels of `model` to `curves` (one per label name)."""
+    datasets = sorted((run / "nnUNet_raw").glob("Dataset*"))
+    if len(datasets) != 1:
+        raise ReportError(
+            f"{run}: expected one nnUNet_raw/Dataset* folder of a demo run, found {len(datasets)}"
+        )
+    dataset_folder = datasets[0]
+    dataset = load_dataset_json(dataset_folder / "dataset.json")
+    layout = dataset.layout
+    predictions = case_files(run / "predictions" / model, ".npz", "prediction")
+    truths = case_files(dataset_folder / "truthTs", ".npz", "truth")
+    labels = case_files(dataset_folder / "labelsTs", dataset.file_ending, "reference")
+    reader = reader_for(dataset, next(iter(labels.values())))
+    cases = sorted(predictions)
+    p = np.concatenate([load_probabilities(predictions[c]).reshape(layout.n_channels, -1) for c in cases], 1)
+    t = np.concatenate([load_probabilities(truths[c]).reshape(layout.n_channels, -1) for c in cases], 1)
+    y = np.concatenate([_targets(layout, read_label_image(reader, labels[c])) for c in cases], 1)
+    p, t = p.astype(np.float64), t.astype(np.float64)
+    dice = np.array(
+        [2 * (p[ch] * y[i]).sum() / (p[ch].sum() + y[i].sum()) for i, ch in enumerate(layout.channels)]
+    )
+    if layout.region_based:
+        fixed = np.stack([region_fixed_point(t[ch], d) for ch, d in zip(layout.channels, dice, strict=True)])
+    else:
+        mixed_any = ((t > MIXED[0]) & (t < MIXED[1])).any(axis=0)
+        fixed = np.full_like(t, np.nan)
+        fixed[:, mixed_any] = softmax_fixed_point(t[:, mixed_any], dice, exponent)
+    for i, (name, ch) in enumerate(zip(layout.names, layout.channels, strict=True)):
+        keep = (t[ch] > MIXED[0]) & (t[ch] < MIXED[1])
+        curve = curves.setdefault(name, LabelCurve(name))
+        curve.dice.append(float(dice[i]))
+        curve.truth.append(t[ch, keep])
+        curve.predicted.append(p[ch, keep])
+        curve.fixed_point.append(fixed[ch, keep])
+
+
+def print_curves(model: str, curves: dict[str, LabelCurve], n_bins: int) -> None:
+    for curve in curves.values():
+        truth, predicted, fixed = curve.arrays()
+        dice = ", ".join(f"{d:.3f}" for d in curve.dice)
+        print(
+            f"\n{model}, {curve.name}: soft Dice {dice}; {truth.size} mixed voxels ({MIXED[0]} < p* < {MIXED[1]})"
+        )
+        print("| p* bin | voxels | mean p* | mean p | mean p_fp |\n|---|---:|---:|---:|---:|")
+        edges = np.linspace(0, 1, n_bins + 1)
+        which = np.clip(np.digitize(truth, edges) - 1, 0, n_bins - 1)
+        for b in range(n_bins):
+            sel = which == b
+            if sel.any():
+                print(
+                    f"| {edges[b]:.1f}-{edges[b + 1]:.1f} | {sel.sum()} | {truth[sel].mean():.3f} | "
+                    f"{predicted[sel].mean():.3f} | {np.nanmean(fixed[sel]):.3f} |"
+                )
+        print(
+            f"mean |p - p*| = {np.abs(predicted - truth).mean():.4f}, mean |p - p_fp| = "
+            f"{np.nanmean(np.abs(predicted - fixed)):.4f}, mean (p - p*) = {(predicted - truth).mean():+.4f}, "
+            f"mean (p_fp - p*) = {np.nanmean(fixed - truth):+.4f}"
+        )
+
+
+def plot_curves(path: Path, results: dict[str, dict[str, LabelCurve]], n_bins: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(next(iter(results.values())))
+    figure, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 4), squeeze=False)
+    edges = np.linspace(0, 1, n_bins + 1)
+    for ax, name in zip(axes[0], names, strict=True):
+        ax.plot([0, 1], [0, 1], color="0.6", lw=1, label="calibrated (p = p*)")
+        for index, (model, curves) in enumerate(results.items()):
+            truth, predicted, fixed = curves[name].arrays()
+            which = np.clip(np.digitize(truth, edges) - 1, 0, n_bins - 1)
+            bins = [b for b in range(n_bins) if (which == b).any()]
+            x = [truth[which == b].mean() for b in bins]
+            colour = f"C{index}"
+            ax.plot(
+                x, [predicted[which == b].mean() for b in bins], "o-", color=colour, label=f"{model}: mean p"
+            )
+            if not np.isnan(fixed).all():
+                y = [np.nanmean(fixed[which == b]) for b in bins]
+                ax.plot(x, y, "--", color=colour, label=f"{model}: fixed point")
+        ax.set(title=name, xlabel="true probability p* (bin mean)", ylabel="predicted p (bin mean)")
+        ax.set(xlim=(0, 1), ylim=(0, 1), aspect="equal")
+        ax.legend(fontsize=7, loc="upper left")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="demo folders (bench/fidelity.py runs)")
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=None,
+        help="predictions/MODEL to analyse (default: every one but +temperature)",
+    )
+    parser.add_argument(
+        "--exponent", type=float, default=20.0, help="decline exponent n (default 20; 0: None)"
+    )
+    parser.add_argument("--bins", type=int, default=10, help="bins of p* (default 10)")
+    parser.add_argument("--plot", type=Path, default=None, help="write the curves to this PNG")
+    args = parser.parse_args(argv)
+    if args.bins < 1:
+        parser.error(f"--bins must be >= 1, but got {args.bins}")
+    for run in args.runs:
+        if not (run / "demo.json").is_file():
+            parser.error(f"{run}: not a demo run folder (no demo.json)")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    exponent = None if args.exponent == 0 else args.exponent
+    results: dict[str, dict[str, LabelCurve]] = {}
+    try:
+        for run in args.runs:
+            models = args.models or sorted(
+                p.name for p in (run / "predictions").iterdir() if p.is_dir() and "+" not in p.name
+            )
+            for model in models:
+                analyse_run(run, model, exponent, results.setdefault(model, {}))
+    except ReportError as error:
+        print(f"fixed_point.py: error: {error}", file=sys.stderr)
+        return 2
+    for model, curves in results.items():
+        print_curves(model, curves, args.bins)
+    if args.plot is not None:
+        plot_curves(args.plot, results, args.bins)
+        print(f"\nplot: {args.plot}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -22,7 +22,7 @@ CE + Dice (SurgeryTrainer) the fixed point lies between p* and p_fp, and a plain
 (0, 1). The summary, over the mixed voxels (0.02 < p* < 0.98), is the mean |p - p*| and the mean
 |p - p_fp|: a model nearer its p_fp than p* is limited by the loss's fixed point, not by training.
 
-    python bench/fixed_point.py RUN [RUN ...] [--models SurgeryTrainerDice] [--bins 10] [--plot FILE.png]
+    python bench/fixed_point.py RUN [RUN ...] [--models M ...] [--bins 10] [--plot FILE.png] [--fixed-point-for M ...]
 
 RUN is a demo folder, e.g. `OUT/organs/seed_0/SurgeryTrainerDice` of bench/fidelity.py. Exit status 0, or 2
 for bad arguments.
@@ -195,7 +195,10 @@ def print_curves(model: str, curves: dict[str, LabelCurve], n_bins: int) -> None
         )
 
 
-def plot_curves(path: Path, results: dict[str, dict[str, LabelCurve]], n_bins: int) -> None:
+def plot_curves(
+    path: Path, results: dict[str, dict[str, LabelCurve]], n_bins: int, fixed_point_for: Sequence[str]
+) -> None:
+    """Mean p against mean p* per bin, one panel per label; the fixed point (dashed) for `fixed_point_for`."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -215,7 +218,7 @@ def plot_curves(path: Path, results: dict[str, dict[str, LabelCurve]], n_bins: i
             ax.plot(
                 x, [predicted[which == b].mean() for b in bins], "o-", color=colour, label=f"{model}: mean p"
             )
-            if not np.isnan(fixed).all():
+            if model in fixed_point_for and not np.isnan(fixed).all():
                 y = [np.nanmean(fixed[which == b]) for b in bins]
                 ax.plot(x, y, "--", color=colour, label=f"{model}: fixed point")
         ax.set(title=name, xlabel="true probability p* (bin mean)", ylabel="predicted p (bin mean)")
@@ -241,6 +244,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--bins", type=int, default=10, help="bins of p* (default 10)")
     parser.add_argument("--plot", type=Path, default=None, help="write the curves to this PNG")
+    parser.add_argument(
+        "--fixed-point-for",
+        nargs="+",
+        default=["SurgeryTrainerDice"],
+        help="models whose fixed point the plot draws (default: SurgeryTrainerDice, the pure Dice loss with surgery)",
+    )
     args = parser.parse_args(argv)
     if args.bins < 1:
         parser.error(f"--bins must be >= 1, but got {args.bins}")
@@ -267,7 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for model, curves in results.items():
         print_curves(model, curves, args.bins)
     if args.plot is not None:
-        plot_curves(args.plot, results, args.bins)
+        plot_curves(args.plot, results, args.bins, args.fixed_point_for)
         print(f"\nplot: {args.plot}")
     return 0
 

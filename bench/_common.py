@@ -3,6 +3,7 @@ case folders (`gt/CASE.nii.gz`, `pred/CASE.npz`) the report and recalibration be
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import statistics
@@ -14,6 +15,7 @@ from pathlib import Path
 
 __all__ = [
     "RssSampler",
+    "add_case_bench_arguments",
     "code_state",
     "format_table",
     "load_average",
@@ -188,3 +190,15 @@ def read_cases(gt: Path, pred: Path):
             probabilities = archive["probabilities"]
         labels, _ = SimpleITKIO().read_seg(str(gt / (npz.stem + ".nii.gz")))
         yield probabilities, labels
+
+
+def add_case_bench_arguments(parser: argparse.ArgumentParser, workers: dict) -> None:
+    """The options the case-folder benchmarks (report.py, recalibrate.py) share: --reps, --workdir, and the
+    hidden --worker/--gt/--pred with which a benchmark runs one of its `workers` in a child process."""
+    parser.add_argument(
+        "--reps", type=int, default=1, help="runs per method and N; the median counts (default 1)"
+    )
+    parser.add_argument("--workdir", default=None, help="keep the cases here (default: a temporary folder)")
+    parser.add_argument("--worker", choices=sorted(workers), help=argparse.SUPPRESS)
+    parser.add_argument("--gt", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--pred", type=Path, help=argparse.SUPPRESS)

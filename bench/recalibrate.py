@@ -28,7 +28,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import format_table, machine_info, median, read_cases, run_with_peak_rss, subset, verdict
+from _common import (
+    add_case_bench_arguments,
+    format_table,
+    machine_info,
+    median,
+    read_cases,
+    run_with_peak_rss,
+    subset,
+    verdict,
+)
 
 TEMPERATURE = 2.5
 FIT_CLI = (
@@ -97,13 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--np", dest="nps", type=int, nargs="+", default=[1, 2], help="fit -np values (default 1 2)"
     )
-    parser.add_argument(
-        "--reps", type=int, default=1, help="runs per method and N; the median counts (default 1)"
-    )
-    parser.add_argument("--workdir", default=None, help="keep the cases here (default: a temporary folder)")
-    parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
-    parser.add_argument("--gt", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--pred", type=Path, help=argparse.SUPPRESS)
+    add_case_bench_arguments(parser, WORKERS)
     args = parser.parse_args(argv)
     if args.worker:
         print(WORKERS[args.worker](args.gt, args.pred))

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from nnunet_surgery.report.errors import ReportError
 from nnunet_surgery.report.inputs import (
@@ -47,28 +48,24 @@ from nnunet_surgery.report.inputs import (
     read_label_image,
     reader_for,
 )
+from nnunet_surgery.surgery import softmax_rescale
 
 #: p* strictly between these is a mixed voxel (labels drawn with both outcomes likely enough to matter).
 MIXED = (0.02, 0.98)
-#: The clamp of the multi-class rescale for n = None (docs/surgery.md, "The clamp for n = None").
-P_Y_MIN = 0.01
 
 
-def rescale(p: np.ndarray, exponent: float | None, clamp: bool = True) -> np.ndarray:
-    """The multi-class rescale s(p_y) of docs/surgery.md for a true-class probability p (any shape); with
-    n = None it is clamped at P_Y_MIN for K > 2 (`clamp`), not for two channels (Listing 1 divides by nothing)."""
-    if exponent is None:
-        return 0.25 / np.maximum(p, P_Y_MIN if clamp else 1e-300)
-    p = np.clip(p, 1e-300, 1.0)
-    return 0.25 * -np.expm1(exponent * np.log1p(-np.minimum(p, 1 - 1e-16))) * (1 - p**exponent) / p
+def _rescale(p: np.ndarray, exponent: float | None) -> np.ndarray:
+    """s(p_y) of the multi-class rescale, the clamp for n = None included: the package's own
+    `softmax_rescale` (docs/surgery.md, "Multi-class rescale"), on float64 arrays of any shape."""
+    return softmax_rescale(torch.from_numpy(np.asarray(p, dtype=np.float64)), exponent).numpy()
 
 
-def _inverse_rescale(target: np.ndarray, exponent: float | None, clamp: bool, steps: int = 60) -> np.ndarray:
+def _inverse_rescale(target: np.ndarray, exponent: float | None, steps: int = 60) -> np.ndarray:
     """The p in [0, 1] with s(p) = target (s decreases on (0, 1]); 0 where target >= s(0+), by bisection."""
     low, high = np.zeros_like(target), np.ones_like(target)
     for _ in range(steps):
         mid = (low + high) / 2
-        above = rescale(mid, exponent, clamp) > target  # s(mid) too large: p must grow
+        above = _rescale(mid, exponent) > target  # s(mid) too large: p must grow
         low = np.where(above, mid, low)
         high = np.where(above, high, mid)
     return (low + high) / 2
@@ -86,9 +83,12 @@ def softmax_fixed_point(truth: np.ndarray, dice: np.ndarray, exponent: float | N
         `(K, N)` p on the simplex with r_y s(p_y) / q_y equal to one number lambda for every y with p_y > 0,
         and r_y s(0+) / q_y <= lambda where p_y = 0 (a class too rare in the set for s, which is bounded
         for finite n or with the clamp, to balance: a fixed point on the simplex's face);
-        q = (1 - sum DSC / 2, DSC / 2). NaN where q_0 <= 0 (no interior fixed point).
+        q = (1 - sum DSC / 2, DSC / 2). NaN where q_0 <= 0 (no interior fixed point). Two channels are
+        Listing 1 (no rescale, no clamp): the odds formula of `region_fixed_point`, for any n.
     """
-    clamp = truth.shape[0] > 2
+    if truth.shape[0] == 2:
+        foreground = region_fixed_point(truth[1], float(dice[0]))
+        return np.stack([1 - foreground, foreground])
     q = np.concatenate([[1 - dice.sum() / 2], dice / 2])
     if q[0] <= 0:
         return np.full(truth.shape, np.nan)
@@ -98,12 +98,12 @@ def softmax_fixed_point(truth: np.ndarray, dice: np.ndarray, exponent: float | N
         lam = np.exp((log_low + log_high) / 2)
         with np.errstate(divide="ignore"):
             target = np.where(weight > 0, lam / weight, np.inf)
-        total = _inverse_rescale(target, exponent, clamp).sum(axis=0)
+        total = _inverse_rescale(target, exponent).sum(axis=0)
         log_low = np.where(total > 1, (log_low + log_high) / 2, log_low)
         log_high = np.where(total > 1, log_high, (log_low + log_high) / 2)
     with np.errstate(divide="ignore"):
         target = np.where(weight > 0, np.exp((log_low + log_high) / 2) / weight, np.inf)
-    p = _inverse_rescale(target, exponent, clamp)
+    p = _inverse_rescale(target, exponent)
     return p / p.sum(axis=0, keepdims=True)
 
 

@@ -32,6 +32,16 @@ def _odds(x: np.ndarray) -> np.ndarray:
     return x / (1 - x)
 
 
+def _rescale(p: np.ndarray, exponent: float | None) -> np.ndarray:
+    """s(p_y) written out with plain powers (docs/surgery.md, "Multi-class rescale"), its limit 0.25 n at
+    p_y = 0; for n = None the clamp at p_y = 0.01."""
+    if exponent is None:
+        return 0.25 / np.maximum(p, 0.01)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        s = 0.25 * (1 - (1 - p) ** exponent) * (1 - p**exponent) / p
+    return np.where(p == 0, 0.25 * exponent, s)
+
+
 @pytest.mark.parametrize("exponent", [None, 20.0, 2.0])
 def test_three_classes_satisfy_the_stationarity_condition(fixed_point, exponent):
     """r_y s(p_y) / q_y is one number across y (the summed surgical Dice gradient of the set is zero)."""
@@ -40,13 +50,13 @@ def test_three_classes_satisfy_the_stationarity_condition(fixed_point, exponent)
     q = np.array([1 - dice.sum() / 2, *(dice / 2)])
     p = fixed_point.softmax_fixed_point(r, dice, exponent)
     np.testing.assert_allclose(p.sum(0), 1, atol=1e-12)
-    balance = r * fixed_point.rescale(p, exponent) / q[:, None]
+    balance = r * _rescale(p, exponent) / q[:, None]
     inside = p > 1e-9
     assert inside.all(0).any()  # some sets are interior points (rare classes go to the face for finite n)
     lam = np.array([balance[inside[:, i], i].mean() for i in range(r.shape[1])])
     np.testing.assert_allclose(balance[inside], np.broadcast_to(lam, r.shape)[inside], rtol=1e-6)
     # a class at p_y = 0 is one whose largest possible pull r_y s(0+) / q_y cannot reach lambda
-    edge = r * fixed_point.rescale(np.zeros_like(r), exponent) / q[:, None]
+    edge = r * _rescale(np.zeros_like(r), exponent) / q[:, None]
     assert (edge[~inside] <= np.broadcast_to(lam, r.shape)[~inside] * (1 + 1e-6)).all()
 
 

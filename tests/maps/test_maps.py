@@ -215,14 +215,22 @@ def _one_line(capsys, *expected: str) -> None:
         assert text in error, (text, error)
 
 
-def test_bad_inputs_get_one_line_and_write_nothing(tmp_path, capsys):
-    gt = tmp_path / "gt"
+def _two_cases(root: Path, members: int):
+    """References gt/case_a and gt/case_b (3x4x5), `members` softmax model folders of them and the dataset.json
+    of LABELS; returns gt, the folders, {case: array} and the dataset.json path."""
+    gt = root / "gt"
     gt.mkdir()
     cases = {"case_a": (3, 4, 5), "case_b": (3, 4, 5)}
     for case, shape in cases.items():
         _write_reference(gt / f"{case}.nii.gz", shape, (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), DIRECTION)
-    folders, arrays = _models(tmp_path, cases, 2, 3, regions=False)
-    dataset = str(_dataset(tmp_path, LABELS))
+    folders, arrays = _models(root, cases, members, 3, regions=False)
+    return gt, folders, arrays, _dataset(root, LABELS)
+
+
+def test_bad_inputs_get_one_line_and_write_nothing(tmp_path, capsys):
+    gt, folders, arrays, dataset_json = _two_cases(tmp_path, members=2)
+    cases = {case: array.shape[2:] for case, array in arrays.items()}
+    dataset = str(dataset_json)
     out = tmp_path / "maps"
     base = ["-ref", str(gt), "-djfile", dataset, "-o", str(out)]
     (folders[1] / "case_b.npz").rename(tmp_path / "moved.npz")
@@ -264,14 +272,9 @@ def test_a_write_failing_midway_keeps_the_previous_maps_and_leaves_no_staging(tm
 
     import nnunet_surgery.maps.export as export
 
-    gt = tmp_path / "gt"
-    gt.mkdir()
-    cases = {"case_a": (3, 4, 5), "case_b": (3, 4, 5)}
-    for case, shape in cases.items():
-        _write_reference(gt / f"{case}.nii.gz", shape, (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), DIRECTION)
-    folders, _ = _models(tmp_path, cases, 1, 3, regions=False)
+    gt, folders, _, dataset = _two_cases(tmp_path, members=1)
     out = tmp_path / "maps"
-    args = [*map(str, folders), "-ref", str(gt), "-djfile", str(_dataset(tmp_path, LABELS)), "-o", str(out)]
+    args = [*map(str, folders), "-ref", str(gt), "-djfile", str(dataset), "-o", str(out)]
     assert _maps(*args) == 0
     before = {p.name: p.read_bytes() for p in (out / "case_b").iterdir()}
     assert len(before) == (len(LABELS) - 1) + 1  # the foreground labels' maps and the entropy

@@ -1,4 +1,4 @@
-"""Analysis: do trained Dice-surgery models sit at the Section 3.1 fixed point? (docs/fidelity.md)
+"""Analysis: do trained Dice- and Tversky-surgery models sit at the Section 3.1 fixed point? (docs/fidelity.md)
 
 For runs of `bench/fidelity.py` or `nnunet-surgery demo` (folders holding `demo.json`, the synthetic
 dataset with its true probabilities p* in `truthTs/`, and `predictions/MODEL/`), this compares, per
@@ -6,20 +6,24 @@ foreground label or region and per bin of p*, three numbers on the test voxels:
 
     mean p*        what a calibrated model predicts (the label frequency of voxels that look alike)
     mean p         what the model predicts
-    mean p_fp      the fixed point of the surgical field for a pure Dice loss, given the model's own Dice
+    mean p_fp      the fixed point of the surgical field for a pure Dice or Tversky loss, given the
+                   model's own overlap
 
 The fixed point treats voxels of equal p* as one set of indistinguishable voxels whose label mix r is p*
-(docs/surgery.md, "Fixed points of indistinguishable voxels"):
+(docs/surgery.md, "Fixed points of indistinguishable voxels"). With the share q_c = G_bg,c / (G_fg,c +
+G_bg,c) of channel c's global terms, which is alpha TI_c for the Tversky index TI_c (alpha the weight of
+false positives; alpha = 0.5 is Dice, q_c = DSC_c / 2):
 
-    regions (one sigmoid per region c):  odds(p_fp,c) = odds(p*_c) (2 / DSC_c - 1)
-    softmax (K channels, Dice over channels 1..K-1, decline exponent n):
-        p*_y s(p_fp,y) / q_y equal for all y,   q = (1 - sum_c DSC_c / 2, DSC_1 / 2, ..., DSC_{K-1} / 2)
+    regions (one sigmoid per region c):  odds(p_fp,c) = odds(p*_c) (1 / q_c - 1)
+    softmax (K channels, the loss over channels 1..K-1, decline exponent n):
+        p*_y s(p_fp,y) / q_y equal for all y,   q_0 = 1 - sum_c q_c
         s(p) = 0.25 (1 - (1 - p)^n)(1 - p^n) / p     (n = None: 0.25 / max(p, 0.01))
 
-DSC_c is the soft Dice 2 sum(p_c y_c) / (sum p_c + sum y_c) of the model on the test set, standing in for
-the batch Dice of training. The formulas hold for a pure Dice loss with surgery (SurgeryTrainerDice); for
-CE + Dice (SurgeryTrainer) the fixed point lies between p* and p_fp, and a plain Dice loss has none inside
-(0, 1). The summary, over the mixed voxels (0.02 < p* < 0.98), is the mean |p - p*| and the mean
+TI_c = sum(p_c y_c) / (sum(p_c y_c) + alpha sum(p_c (1 - y_c)) + (1 - alpha) sum((1 - p_c) y_c)) is the
+model's soft index on the test set, standing in for the batch index of training; alpha is the trainer's
+(`tversky_alpha` of SurgeryTrainerTversky, 0.5 for every other model). The formulas hold for a pure Dice
+or Tversky loss with surgery (SurgeryTrainerDice, SurgeryTrainerTversky); for CE + Dice (SurgeryTrainer)
+the fixed point lies between p* and p_fp, and a plain region loss has none inside (0, 1). The summary, over the mixed voxels (0.02 < p* < 0.98), is the mean |p - p*| and the mean
 |p - p_fp|: a model nearer its p_fp than p* is limited by the loss's fixed point, not by training.
 
     python bench/fixed_point.py RUN [RUN ...] [--models M ...] [--bins 10] [--plot FILE.png] [--fixed-point-for M ...]
@@ -49,9 +53,13 @@ from nnunet_surgery.report.inputs import (
     reader_for,
 )
 from nnunet_surgery.surgery import softmax_rescale
+from nnunet_surgery.trainers import SurgeryTrainerTversky
 
 #: p* strictly between these is a mixed voxel (labels drawn with both outcomes likely enough to matter).
 MIXED = (0.02, 0.98)
+
+#: The Tversky alpha (weight of false positives) of each model's region loss; 0.5 (Dice) for the rest.
+ALPHA = {"SurgeryTrainerTversky": SurgeryTrainerTversky.tversky_alpha}
 
 
 def _rescale(p: np.ndarray, exponent: float | None) -> np.ndarray:
@@ -71,25 +79,33 @@ def _inverse_rescale(target: np.ndarray, exponent: float | None, steps: int = 60
     return (low + high) / 2
 
 
-def softmax_fixed_point(truth: np.ndarray, dice: np.ndarray, exponent: float | None) -> np.ndarray:
-    """The surgical Dice fixed point of sets with label mix `truth`.
+def overlap_share(p: np.ndarray, y: np.ndarray, alpha: float) -> float:
+    """q = alpha TI = G_bg / (G_fg + G_bg) of one channel: `p`, `y` its probabilities and 0/1 targets (any
+    shape); DSC / 2 at alpha = 0.5."""
+    tp = float((p * y).sum())
+    fp, fn = float((p * (1 - y)).sum()), float(((1 - p) * y).sum())
+    return alpha * tp / (tp + alpha * fp + (1 - alpha) * fn)
+
+
+def softmax_fixed_point(truth: np.ndarray, share: np.ndarray, exponent: float | None) -> np.ndarray:
+    """The surgical Dice (or Tversky) fixed point of sets with label mix `truth`.
 
     Args:
         truth: `(K, N)` label mixes r (columns sum to 1).
-        dice: `(K - 1,)` soft Dice of channels 1..K-1.
+        share: `(K - 1,)` q_c = alpha TI_c of channels 1..K-1 (`overlap_share`; DSC_c / 2 for Dice).
         exponent: the decline exponent n, or None.
 
     Returns:
         `(K, N)` p on the simplex with r_y s(p_y) / q_y equal to one number lambda for every y with p_y > 0,
         and r_y s(0+) / q_y <= lambda where p_y = 0 (a class too rare in the set for s, which is bounded
         for finite n or with the clamp, to balance: a fixed point on the simplex's face);
-        q = (1 - sum DSC / 2, DSC / 2). NaN where q_0 <= 0 (no interior fixed point). Two channels are
+        q = (1 - sum share, share). NaN where q_0 <= 0 (no interior fixed point). Two channels are
         Listing 1 (no rescale, no clamp): the odds formula of `region_fixed_point`, for any n.
     """
     if truth.shape[0] == 2:
-        foreground = region_fixed_point(truth[1], float(dice[0]))
+        foreground = region_fixed_point(truth[1], float(share[0]))
         return np.stack([1 - foreground, foreground])
-    q = np.concatenate([[1 - dice.sum() / 2], dice / 2])
+    q = np.concatenate([[1 - share.sum()], share])
     if q[0] <= 0:
         return np.full(truth.shape, np.nan)
     weight = truth / q[:, None]  # r_y / q_y; s(p_y) = lambda / weight_y
@@ -107,9 +123,10 @@ def softmax_fixed_point(truth: np.ndarray, dice: np.ndarray, exponent: float | N
     return p / p.sum(axis=0, keepdims=True)
 
 
-def region_fixed_point(truth: np.ndarray, dice: float) -> np.ndarray:
-    """odds(p) = odds(p*) (2 / DSC - 1), the binary surgical fixed point of one region (any n)."""
-    odds = truth / np.maximum(1 - truth, 1e-300) * (2 / dice - 1)
+def region_fixed_point(truth: np.ndarray, share: float) -> np.ndarray:
+    """odds(p) = odds(p*) (1 / q - 1), the binary surgical fixed point of one region (any n), for the share
+    q = alpha TI (`overlap_share`): odds(p*) (2 / DSC - 1) for Dice."""
+    odds = truth / np.maximum(1 - truth, 1e-300) * (1 / share - 1)
     return np.where(truth >= 1, 1.0, odds / (1 + odds))
 
 
@@ -119,6 +136,7 @@ class LabelCurve:
 
     name: str
     dice: list[float] = field(default_factory=list)
+    share: list[float] = field(default_factory=list)
     truth: list[np.ndarray] = field(default_factory=list)
     predicted: list[np.ndarray] = field(default_factory=list)
     fixed_point: list[np.ndarray] = field(default_factory=list)
@@ -153,19 +171,20 @@ def analyse_run(run: Path, model: str, exponent: float | None, curves: dict[str,
     t = np.concatenate([load_probabilities(truths[c]).reshape(layout.n_channels, -1) for c in cases], 1)
     y = np.concatenate([_targets(layout, read_label_image(reader, labels[c])) for c in cases], 1)
     p, t = p.astype(np.float64), t.astype(np.float64)
-    dice = np.array(
-        [2 * (p[ch] * y[i]).sum() / (p[ch].sum() + y[i].sum()) for i, ch in enumerate(layout.channels)]
-    )
+    alpha = ALPHA.get(model, 0.5)
+    share = np.array([overlap_share(p[ch], y[i], alpha) for i, ch in enumerate(layout.channels)])
+    dice = np.array([overlap_share(p[ch], y[i], 0.5) * 2 for i, ch in enumerate(layout.channels)])
     if layout.region_based:
-        fixed = np.stack([region_fixed_point(t[ch], d) for ch, d in zip(layout.channels, dice, strict=True)])
+        fixed = np.stack([region_fixed_point(t[ch], q) for ch, q in zip(layout.channels, share, strict=True)])
     else:
         mixed_any = ((t > MIXED[0]) & (t < MIXED[1])).any(axis=0)
         fixed = np.full_like(t, np.nan)
-        fixed[:, mixed_any] = softmax_fixed_point(t[:, mixed_any], dice, exponent)
+        fixed[:, mixed_any] = softmax_fixed_point(t[:, mixed_any], share, exponent)
     for i, (name, ch) in enumerate(zip(layout.names, layout.channels, strict=True)):
         keep = (t[ch] > MIXED[0]) & (t[ch] < MIXED[1])
         curve = curves.setdefault(name, LabelCurve(name))
         curve.dice.append(float(dice[i]))
+        curve.share.append(float(share[i]))
         curve.truth.append(t[ch, keep])
         curve.predicted.append(p[ch, keep])
         curve.fixed_point.append(fixed[ch, keep])
@@ -175,8 +194,10 @@ def print_curves(model: str, curves: dict[str, LabelCurve], n_bins: int) -> None
     for curve in curves.values():
         truth, predicted, fixed = curve.arrays()
         dice = ", ".join(f"{d:.3f}" for d in curve.dice)
+        share = ", ".join(f"{q:.3f}" for q in curve.share)
         print(
-            f"\n{model}, {curve.name}: soft Dice {dice}; {truth.size} mixed voxels ({MIXED[0]} < p* < {MIXED[1]})"
+            f"\n{model}, {curve.name}: soft Dice {dice}; share q = alpha TI {share} (alpha "
+            f"{ALPHA.get(model, 0.5)}); {truth.size} mixed voxels ({MIXED[0]} < p* < {MIXED[1]})"
         )
         print("| p* bin | voxels | mean p* | mean p | mean p_fp |\n|---|---:|---:|---:|---:|")
         edges = np.linspace(0, 1, n_bins + 1)
@@ -247,8 +268,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--fixed-point-for",
         nargs="+",
-        default=["SurgeryTrainerDice"],
-        help="models whose fixed point the plot draws (default: SurgeryTrainerDice, the pure Dice loss with surgery)",
+        default=["SurgeryTrainerDice", "SurgeryTrainerTversky"],
+        help="models whose fixed point the plot draws (default: SurgeryTrainerDice and SurgeryTrainerTversky, "
+        "the pure region losses with surgery)",
     )
     args = parser.parse_args(argv)
     if args.bins < 1:

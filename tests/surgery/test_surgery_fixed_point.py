@@ -17,6 +17,11 @@ F_k = 0 with p_k in (0, 1) gives r_k (1 - p_k) G_fg = (1 - r_k) p_k G_bg, i.e.
     odds(p_k) = odds(r_k) * G_fg / G_bg,   for every n.
 For r_k = 0 the only zero is the boundary p_k = 0 (F_k > 0 pushes d_k down).
 The same derivation in prose: docs/surgery.md#fixed-points-of-indistinguishable-voxels.
+
+Tversky (alpha weighs false positives, beta = 1 - alpha; the package's doubled form, Dice at alpha = 0.5):
+L = -(2I + s) / D with D = 2 alpha P + 2 beta Y + s, so dD/dp_i = 2 alpha for either label and
+    G_fg = 2 (D - alpha (2I + s)) / D^2,   G_bg = 2 alpha (2I + s) / D^2,   G_fg / G_bg = 1 / (alpha TI) - 1,
+the same odds formula with TI = (2I + s) / D in place of the Dice.
 """
 
 from __future__ import annotations
@@ -64,13 +69,15 @@ def _optimise(loss_fn, set_index, d0, lr, steps, adam=False):
     return torch.sigmoid(d)
 
 
-def _global_terms(p_sets, set_index, labels):
-    """Eq. 5-6 at the given solution, with P, Y, I summed over all voxels."""
+def _global_terms(p_sets, set_index, labels, alpha=0.5):
+    """(G_fg, G_bg, index) at the given solution, with P, Y, I summed over all voxels: Eq. 5-6 and the Dice at
+    alpha = 0.5, their Tversky form (module docstring) otherwise."""
     p = p_sets[set_index]
     y = labels.to(torch.float64)
     big_p, big_y, big_i = p.sum(), y.sum(), (p * y).sum()
-    d = big_p + big_y + SMOOTH
-    return (2 * d - (2 * big_i + SMOOTH)) / d**2, (2 * big_i + SMOOTH) / d**2, (2 * big_i + SMOOTH) / d
+    numerator = 2 * big_i + SMOOTH
+    d = 2 * alpha * big_p + 2 * (1 - alpha) * big_y + SMOOTH
+    return 2 * (d - alpha * numerator) / d**2, 2 * alpha * numerator / d**2, numerator / d
 
 
 def test_cross_entropy_converges_to_label_ratio():
@@ -104,8 +111,9 @@ def test_soft_dice_converges_to_zero_or_one():
     assert torch.equal(p > 0.5, r > dice_value / 2)
 
 
+@pytest.mark.parametrize("alpha", [0.5, 0.3])
 @pytest.mark.parametrize("exponent", [None, 20])
-def test_surgery_converges_to_odds_fixed_point_inside_unit_interval(exponent):
+def test_surgery_converges_to_odds_fixed_point_inside_unit_interval(exponent, alpha):
     r, set_index, labels = _problem()
     loss = SoftTverskyLoss(
         softmax_helper_dim1,
@@ -115,6 +123,7 @@ def test_surgery_converges_to_odds_fixed_point_inside_unit_interval(exponent):
         ddp=False,
         surgery=True,
         exponent=exponent,
+        alpha=alpha,
     )
     # The pure-background set approaches its boundary fixed point p = 0 only like 1/t, dragging P (and
     # so G) along; it starts near there (p ~ 1e-7) so that the mixed sets settle on a steady G.
@@ -122,14 +131,16 @@ def test_surgery_converges_to_odds_fixed_point_inside_unit_interval(exponent):
     d0[-1] = -16.0
     # plain GD with the field as update direction; dF_k/dd_k = 0.25 n_k c p (1 - p)(r G_fg + (1 - r) G_bg)
     # is at most ~0.25 * 200 * 0.25 * 1.2e-3 = 0.015 here, so lr 100 is stable
-    p = _optimise(lambda z: loss(z, labels.view(1, 1, -1)), set_index, d0, lr=100.0, steps=200)
+    # (300 steps: Tversky's r = 0.9 set sits near p = 0.97, where p (1 - p) makes it the slowest to settle)
+    p = _optimise(lambda z: loss(z, labels.view(1, 1, -1)), set_index, d0, lr=100.0, steps=300)
 
     mixed = slice(0, len(RATIOS))
     assert (p[mixed] > 0.01).all() and (p[mixed] < 0.99).all()  # strictly inside (0, 1)
     assert (p[mixed].diff() > 0).all()  # monotone in r
     assert p[-1] <= torch.sigmoid(d0[-1])  # pure background moves towards p = 0
 
-    g_fg, g_bg, _ = _global_terms(p, set_index, labels)
+    g_fg, g_bg, index = _global_terms(p, set_index, labels, alpha)
+    torch.testing.assert_close(g_fg / g_bg, 1 / (alpha * index) - 1)
     log_odds_expected = torch.logit(r[mixed]) + torch.log(g_fg / g_bg)
     torch.testing.assert_close(torch.logit(p[mixed]), log_odds_expected, rtol=0, atol=1e-9)
     # neither CE's calibration p = r (here G_fg / G_bg != 1) nor Dice's {0, 1}

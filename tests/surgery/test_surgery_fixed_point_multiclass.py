@@ -123,13 +123,15 @@ def _descend(loss_fn, x0, lr, steps):
     return x
 
 
-def _dice_terms(p, fractions, sizes):
-    """G_fg, G_bg (Eq. 5-6) and DSC per column from the set sums; p and fractions are (sets, channels)."""
+def _dice_terms(p, fractions, sizes, alpha=0.5):
+    """G_fg, G_bg (Eq. 5-6) and DSC per column from the set sums; p and fractions are (sets, channels).
+    Tversky for alpha != 0.5: D = 2 alpha P + 2 (1 - alpha) Y + s, G_fg = 2 (D - alpha N) / D^2,
+    G_bg = 2 alpha N / D^2 with N = 2 I + s, and the index N / D (test_surgery_fixed_point.py)."""
     n = sizes[:, None].to(torch.float64)
     big_i, big_p, big_y = (n * fractions * p).sum(0), (n * p).sum(0), (n * fractions).sum(0)
-    d = big_p + big_y + SMOOTH
+    d = 2 * alpha * big_p + 2 * (1 - alpha) * big_y + SMOOTH
     numerator = 2 * big_i + SMOOTH
-    return (2 * d - numerator) / d**2, numerator / d**2, numerator / d
+    return 2 * (d - alpha * numerator) / d**2, 2 * alpha * numerator / d**2, numerator / d
 
 
 def _rescale(p_y, exponent):
@@ -158,7 +160,7 @@ def _class_weights(p, r, sizes):
     return torch.cat([1 - dsc.sum(0, keepdim=True) / 2, dsc / 2]), dsc
 
 
-def _softmax_loss(exponent, set_index, labels):
+def _softmax_loss(exponent, set_index, labels, alpha=0.5):
     dice = SoftTverskyLoss(
         softmax_helper_dim1,
         batch_dice=True,
@@ -167,6 +169,7 @@ def _softmax_loss(exponent, set_index, labels):
         ddp=False,
         surgery=True,
         exponent=exponent,
+        alpha=alpha,
     )
     return lambda x: dice(_full_logits(x)[set_index].T.unsqueeze(0), labels.view(1, 1, -1))
 
@@ -245,6 +248,27 @@ def test_three_class_surgery_converges_to_reweighted_label_mix(scenario, exponen
     # the other pure sets stay at their vertices
     for row, (label, _) in enumerate(pure, start=len(mixes)):
         assert p[row, label] > 1 - 1e-6
+
+
+@pytest.mark.parametrize("exponent", [None, 20])
+def test_three_class_tversky_surgery_converges_to_its_shares(exponent):
+    """Tversky, alpha = 0.3: the same derivation with g(y) = B - H_y e_y built from the Tversky G's, so
+    r_ky s(p_ky) / q_y is one number with q = (1 - sum_c alpha TI_c, alpha TI_1, alpha TI_2): since
+    alpha TI_c <= 0.3, q_0 >= 0.4 > q_1, q_2 and background is under-predicted whatever the overlap."""
+    alpha = 0.3
+    mixes, pure, _, lr, steps = SCENARIOS["poor_overlap"]
+    r, sizes, set_index, labels = _problem(mixes, pure)
+    # 3x Dice's steps: with n = 20 the Tversky sets' slowest mode still leaves 1e-4 imbalance after 300
+    x = _descend(_softmax_loss(exponent, set_index, labels, alpha), _start(len(mixes), pure), lr, 3 * steps)
+    p = _softmax_probs(x)
+    mixed = slice(0, len(mixes))
+    assert (p[mixed] > P_Y_MIN).all()
+    _, _, index = _dice_terms(p[:, 1:], r[:, 1:], sizes, alpha)
+    q = torch.cat([1 - alpha * index.sum(0, keepdim=True), alpha * index])
+    assert (q[0] > q[1:]).all()
+    balance = r[mixed] * _rescale(p[mixed], exponent) / q
+    torch.testing.assert_close(balance, balance.mean(1, keepdim=True).expand_as(balance), rtol=1e-9, atol=0)
+    assert (p[mixed, 0] < r[mixed, 0]).all()
 
 
 @pytest.mark.parametrize("exponent", [None, 20])

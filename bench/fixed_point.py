@@ -21,7 +21,7 @@ false positives; alpha = 0.5 is Dice, q_c = DSC_c / 2):
 
 TI_c = sum(p_c y_c) / (sum(p_c y_c) + alpha sum(p_c (1 - y_c)) + (1 - alpha) sum((1 - p_c) y_c)) is the
 model's soft index on the test set, standing in for the batch index of training; alpha is the trainer's
-(`tversky_alpha` of SurgeryTrainerTversky, 0.5 for every other model). The formulas hold for a pure Dice
+(`tversky_alpha` of the Tversky trainers, 0.5 for every other model). The formulas hold for a pure Dice
 or Tversky loss with surgery (SurgeryTrainerDice, SurgeryTrainerTversky); for CE + Dice (SurgeryTrainer)
 the fixed point lies between p* and p_fp, and a plain region loss has none inside (0, 1). The summary, over the mixed voxels (0.02 < p* < 0.98), is the mean |p - p*| and the mean
 |p - p_fp|: a model nearer its p_fp than p* is limited by the loss's fixed point, not by training.
@@ -53,13 +53,13 @@ from nnunet_surgery.report.inputs import (
     reader_for,
 )
 from nnunet_surgery.surgery import softmax_rescale
-from nnunet_surgery.trainers import SurgeryTrainerTversky
+from nnunet_surgery.trainers import BaselineTrainerTversky, SurgeryTrainerTversky
 
 #: p* strictly between these is a mixed voxel (labels drawn with both outcomes likely enough to matter).
 MIXED = (0.02, 0.98)
 
 #: The Tversky alpha (weight of false positives) of each model's region loss; 0.5 (Dice) for the rest.
-ALPHA = {"SurgeryTrainerTversky": SurgeryTrainerTversky.tversky_alpha}
+ALPHA = {cls.__name__: cls.tversky_alpha for cls in (SurgeryTrainerTversky, BaselineTrainerTversky)}
 
 
 def _rescale(p: np.ndarray, exponent: float | None) -> np.ndarray:

@@ -57,12 +57,19 @@ def test_demo_runs_resumes_and_refuses_other_settings(tmp_path: Path) -> None:
         calibrator = json.loads((out / "calibrators" / f"{trainer}.json").read_text())
         assert calibrator["method"] == "temperature" and calibrator["temperature"] > 0
         assert calibrator["fit"]["nll_after"] <= calibrator["fit"]["nll_before"]
+        # temperature keeps the order of the logits, so the class chosen after recalibration is the top
+        # class before it; only where two classes were tied to float32 rounding (margin below ~1e-7 T,
+        # seen once in a 1-epoch model) may the rounded maps pick the other of the two
+        tie = 1e-6 * max(1.0, calibrator["temperature"])
         for saved in (out / "predictions" / trainer).glob("*.npz"):
             recalibrated = out / "predictions" / recalibrated_name(trainer) / saved.name
             with np.load(saved) as before, np.load(recalibrated) as after:
-                np.testing.assert_array_equal(
-                    before["probabilities"].argmax(0), after["probabilities"].argmax(0)
-                )
+                p_before = before["probabilities"].astype(np.float64)
+                chosen = np.take_along_axis(p_before, after["probabilities"].argmax(0)[None], 0)[0]
+                assert (chosen >= p_before.max(0) - tie).all()
+                top_two = np.sort(p_before, 0)[-2:]
+                clear = top_two[1] - top_two[0] > tie
+                assert clear.mean() > 0.99  # and there, the very same class
     for model in report["models"].values():
         lesion = model["labels"]["lesion"]
         assert set(lesion["pooled"]) >= {"nll", "ece", "mce", "ace", "brier"}

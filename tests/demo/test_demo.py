@@ -59,7 +59,7 @@ def test_demo_runs_resumes_and_refuses_other_settings(tmp_path: Path) -> None:
         assert calibrator["fit"]["nll_after"] <= calibrator["fit"]["nll_before"]
         # temperature keeps the order of the logits, so the class chosen after recalibration is the top
         # class before it; only where two classes were tied to float32 rounding (margin below ~1e-7 T,
-        # seen once in a 1-epoch model) may the rounded maps pick the other of the two
+        # seen once: 0.49999237 / 0.5000076 at T = 1000 became 0.5 / 0.5) may the maps pick the other
         tie = 1e-6 * max(1.0, calibrator["temperature"])
         for saved in (out / "predictions" / trainer).glob("*.npz"):
             recalibrated = out / "predictions" / recalibrated_name(trainer) / saved.name

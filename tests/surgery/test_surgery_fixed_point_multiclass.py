@@ -154,10 +154,11 @@ def _softmax_field(p, r, sizes, exponent):
     return (sizes[:, None] * p * (a * (b - p_b) - rs * h + m))[:, 1:]
 
 
-def _class_weights(p, r, sizes):
-    """q = (1 - (DSC_1 + DSC_2) / 2, DSC_1 / 2, DSC_2 / 2) at p."""
-    _, _, dsc = _dice_terms(p[:, 1:], r[:, 1:], sizes)
-    return torch.cat([1 - dsc.sum(0, keepdim=True) / 2, dsc / 2]), dsc
+def _class_weights(p, r, sizes, alpha=0.5):
+    """q = (1 - alpha (TI_1 + TI_2), alpha TI_1, alpha TI_2) at p, and the indices TI; at alpha = 0.5 the
+    Dice: q = (1 - (DSC_1 + DSC_2) / 2, DSC_1 / 2, DSC_2 / 2)."""
+    _, _, index = _dice_terms(p[:, 1:], r[:, 1:], sizes, alpha)
+    return torch.cat([1 - alpha * index.sum(0, keepdim=True), alpha * index]), index
 
 
 def _softmax_loss(exponent, set_index, labels, alpha=0.5):
@@ -263,8 +264,7 @@ def test_three_class_tversky_surgery_converges_to_its_shares(exponent):
     p = _softmax_probs(x)
     mixed = slice(0, len(mixes))
     assert (p[mixed] > P_Y_MIN).all()
-    _, _, index = _dice_terms(p[:, 1:], r[:, 1:], sizes, alpha)
-    q = torch.cat([1 - alpha * index.sum(0, keepdim=True), alpha * index])
+    q, _ = _class_weights(p, r, sizes, alpha)
     assert (q[0] > q[1:]).all()
     balance = r[mixed] * _rescale(p[mixed], exponent) / q
     torch.testing.assert_close(balance, balance.mean(1, keepdim=True).expand_as(balance), rtol=1e-9, atol=0)

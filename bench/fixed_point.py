@@ -23,8 +23,9 @@ TI_c = sum(p_c y_c) / (sum(p_c y_c) + alpha sum(p_c (1 - y_c)) + (1 - alpha) sum
 model's soft index on the test set, standing in for the batch index of training; alpha is the trainer's
 (`tversky_alpha` of the Tversky trainers, 0.5 for every other model). The formulas hold for a pure Dice
 or Tversky loss with surgery (SurgeryTrainerDice, SurgeryTrainerTversky); for CE + Dice (SurgeryTrainer)
-the fixed point lies between p* and p_fp, and a plain region loss has none inside (0, 1). The summary, over the mixed voxels (0.02 < p* < 0.98), is the mean |p - p*| and the mean
-|p - p_fp|: a model nearer its p_fp than p* is limited by the loss's fixed point, not by training.
+the fixed point lies between p* and p_fp, and a plain region loss has none inside (0, 1). The summary,
+over the mixed voxels (0.02 < p* < 0.98), is the mean |p - p*| and the mean |p - p_fp|: a model nearer
+its p_fp than p* is limited by the loss's fixed point, not by training.
 
     python bench/fixed_point.py RUN [RUN ...] [--models M ...] [--bins 10] [--plot FILE.png] [--fixed-point-for M ...]
 

@@ -35,7 +35,9 @@ Brier, DSC (`dice`), ECE against the true probabilities p* (`truth.pooled.ece`: 
 |mean p - mean p*|) and MAE to p* (`truth.pooled.mae`). Per dataset and label: every metric as mean ± std
 over the seeds present (std with ddof=1; the mean alone from one seed; non-finite values left out); the
 ratio surgical/base of NLL, ECE, ECE vs p* and MAE vs p* per seed, mean ± std over the seeds where both
-models are present, and the DSC difference surgical - base in points (100 x).
+models are present, and the DSC difference surgical - base in points (100 x). Ratios come for every pair of
+PAIRS: the three below with targets, and without targets SurgeryTrainer vs nnUNetTrainer+temperature,
+SurgeryTrainerDice vs Dice++ and vs Dice + mL1-ACE, and SurgeryTrainer vs CE (the paper's other baselines).
 
 Targets, for every dataset and label, each surgical trainer against its base loss (SurgeryTrainer vs
 nnUNetTrainer, SurgeryTrainerDice vs BaselineTrainerDice, SurgeryTrainerTversky vs BaselineTrainerTversky),
@@ -248,6 +250,10 @@ PAIRS = (
     Pair("SurgeryTrainerDice", "BaselineTrainerDice", target=True),
     Pair("SurgeryTrainerTversky", "BaselineTrainerTversky", target=True),
     Pair("SurgeryTrainer", recalibrated_name(STOCK_TRAINER), target=False),
+    # the paper's other calibration baselines (Tables 1-2), each against the surgery of its own family
+    Pair("SurgeryTrainerDice", "BaselineTrainerDicePlusPlus", target=False),
+    Pair("SurgeryTrainerDice", "BaselineTrainerDiceML1ACE", target=False),
+    Pair("SurgeryTrainer", "BaselineTrainerCE", target=False),
 )
 #: The pair whose NLL must drop by a factor NLL_RATIO_TARGET.
 NLL_RATIO_PAIR = PAIRS[1]

@@ -279,3 +279,20 @@ def test_paper_order_interleaves_the_pairs(fidelity) -> None:
     assert fidelity.grid_models(["SurgeryTrainer", "nnUNetTrainer"]) == [
         "SurgeryTrainer", "nnUNetTrainer", "nnUNetTrainer+temperature",
     ]  # fmt: skip
+
+
+def test_pairs_name_registered_trainers_and_targets_only_the_three_base_losses(fidelity) -> None:
+    from nnunet_surgery.demo import demo_trainers
+
+    registered = set(demo_trainers())
+    for pair in fidelity.PAIRS:
+        assert pair.surgical in registered, pair.name
+        assert pair.base.split("+")[0] in registered, pair.name
+    assert [pair.name for pair in fidelity.PAIRS if pair.target] == [
+        "SurgeryTrainer vs nnUNetTrainer",
+        "SurgeryTrainerDice vs BaselineTrainerDice",
+        "SurgeryTrainerTversky vs BaselineTrainerTversky",
+    ]
+    # every baseline of the grid is compared with a surgical trainer
+    compared = {pair.base.split("+")[0] for pair in fidelity.PAIRS}
+    assert registered - compared == {name for name in registered if name.startswith("Surgery")}

@@ -27,8 +27,10 @@ changes every folder's settings: use a new `--out` (the bench never overwrites; 
 Resume: every DemoRun step is skipped when its output exists (training continues from
 checkpoint_latest.pth), and the report when report/calibration.json holds the run's models, so rerunning
 the same command after an interruption picks up where it stopped. A failed run is logged and skipped; the
-summary lists it, and every other missing run, under "missing". `--summarise-only` runs nothing and
-aggregates the runs of the grid that exist with the grid's settings.
+summary lists it, and every other missing run, under "missing". After running, the summary covers the whole
+grid in OUT (every registered trainer, every seed folder there), so a run of a few `--trainers` or `--seeds`
+rewrites the results without dropping the others. `--summarise-only` runs nothing and aggregates the runs
+of `--trainers` and `--seeds` that exist with the grid's settings.
 
 Metrics, from report/calibration.json (pooled over all test voxels, one-vs-rest per label): NLL, ECE, MCE,
 Brier, DSC (`dice`), ECE against the true probabilities p* (`truth.pooled.ece`: per bin of p,
@@ -506,6 +508,19 @@ def plan(args: argparse.Namespace) -> list[RunSpec]:
     return runs
 
 
+def whole_grid(args: argparse.Namespace, registered: Sequence[str]) -> argparse.Namespace:
+    """`args` widened to every trainer of `registered` and every seed_S folder under OUT/DATASET[-3d]/, so
+    that the results written after a run of a few `--trainers` or `--seeds` still hold every finished run
+    of the grid (the per-seed JSON and DATASET.md are rewritten whole)."""
+    seeds = set(args.seeds)
+    for dataset in args.datasets:
+        for folder in (args.out / variant_name(dataset, args.three_d)).glob("seed_*"):
+            number = folder.name.removeprefix("seed_")
+            if folder.is_dir() and number.isdigit():
+                seeds.add(int(number))
+    return argparse.Namespace(**{**vars(args), "trainers": paper_order(registered), "seeds": sorted(seeds)})
+
+
 def execute(spec: RunSpec, log: Callable[[str], None]) -> None:
     """Run (or resume) one demo run; its training wall time goes to RUN_RECORD when it trained."""
     trainer = spec.trainer
@@ -753,6 +768,10 @@ def main(argv: list[str] | None = None) -> int:
                 message = " ".join(str(error).split()) or type(error).__name__
                 failures[spec] = f"failed: {message}"
                 print(f"   FAILED: {message}", flush=True)
+        from nnunet_surgery.demo import demo_trainers
+
+        args = whole_grid(args, demo_trainers())  # the results cover the grid, not just this invocation
+        runs = plan(args)
     summarise(args, runs, failures)
     return 1 if failures else 0
 

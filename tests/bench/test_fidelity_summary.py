@@ -296,3 +296,24 @@ def test_pairs_name_registered_trainers_and_targets_only_the_three_base_losses(f
     # every baseline of the grid is compared with a surgical trainer
     compared = {pair.base.split("+")[0] for pair in fidelity.PAIRS}
     assert registered - compared == {name for name in registered if name.startswith("Surgery")}
+
+
+def test_results_after_a_partial_run_cover_every_trainer_and_seed_folder(fidelity, tmp_path) -> None:
+    import argparse
+
+    for seed in (0, 3):
+        (tmp_path / "organs" / f"seed_{seed}").mkdir(parents=True)
+    (tmp_path / "organs" / "seed_x").mkdir()  # not a seed folder
+    (tmp_path / "regions-3d" / "seed_5").mkdir(parents=True)  # another variant: not this grid's
+    args = argparse.Namespace(
+        out=tmp_path, datasets=["organs"], three_d=False, seeds=[1], trainers=["SurgeryTrainer"], epochs=2
+    )
+    registered = ["SurgeryTrainer", "nnUNetTrainer", "BaselineTrainerCE"]
+    wide = fidelity.whole_grid(args, registered)
+    assert wide.seeds == [0, 1, 3]
+    assert wide.trainers == ["nnUNetTrainer", "SurgeryTrainer", "BaselineTrainerCE"]
+    assert (wide.out, wide.datasets, wide.epochs) == (tmp_path, ["organs"], 2)
+    assert args.seeds == [1] and args.trainers == ["SurgeryTrainer"]  # the caller's args untouched
+    assert fidelity.whole_grid(
+        argparse.Namespace(**{**vars(args), "three_d": True, "datasets": ["regions"]}), registered
+    ).seeds == [1, 5]

@@ -81,6 +81,8 @@ from nnunet_surgery.demo import (
 
 #: The run's own record in its demo folder: training wall time and the machine it trained on.
 RUN_RECORD = "bench_fidelity.json"
+#: Prefix of a seed's folder OUT/DATASET[-3d]/seed_S/ and of its RESULTS/DATASET[-3d]/seed_S.json.
+SEED_PREFIX = "seed_"
 #: Seeds a "lower by more than the spread" verdict needs (the std of fewer differences means little).
 SPREAD_MIN_SEEDS = 3
 #: Largest |mean DSC difference| (points) of a surgical trainer against its base loss.
@@ -503,7 +505,7 @@ def plan(args: argparse.Namespace) -> list[RunSpec]:
                     device=args.device,
                     dataset=dataset,
                 )
-                folder = args.out / variant / f"seed_{seed}" / trainer
+                folder = args.out / variant / f"{SEED_PREFIX}{seed}" / trainer
                 runs.append(RunSpec(variant, seed, trainer, folder, settings))
     return runs
 
@@ -514,8 +516,8 @@ def whole_grid(args: argparse.Namespace, registered: Sequence[str]) -> argparse.
     of the grid (the per-seed JSON and DATASET.md are rewritten whole)."""
     seeds = set(args.seeds)
     for dataset in args.datasets:
-        for folder in (args.out / variant_name(dataset, args.three_d)).glob("seed_*"):
-            number = folder.name.removeprefix("seed_")
+        for folder in (args.out / variant_name(dataset, args.three_d)).glob(f"{SEED_PREFIX}*"):
+            number = folder.name.removeprefix(SEED_PREFIX)
             if folder.is_dir() and number.isdigit():
                 seeds.add(int(number))
     return argparse.Namespace(**{**vars(args), "trainers": paper_order(registered), "seeds": sorted(seeds)})
@@ -602,7 +604,7 @@ def summarise(args: argparse.Namespace, runs: Sequence[RunSpec], failures: Mappi
                     for model, labels in result.models.items()
                 },
             }
-            target = args.results / variant / f"seed_{seed}.json"
+            target = args.results / variant / f"{SEED_PREFIX}{seed}.json"
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(json.dumps(document, indent=2) + "\n")
             written += 1
@@ -707,6 +709,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for pair in PAIRS:  # the pairs are written by name here: fail loudly if the registry renames one
         for model in (pair.surgical, pair.base):
             assert model.split("+")[0] in valid, f"PAIRS names {model}, not a registered trainer"
+    args.registered = valid  # for `whole_grid` after running
     args.trainers = list(paper_order(valid) if args.trainers is None else args.trainers)
     unknown = [t for t in args.trainers if t not in valid]
     if unknown or len(set(args.trainers)) != len(args.trainers):
@@ -768,9 +771,7 @@ def main(argv: list[str] | None = None) -> int:
                 message = " ".join(str(error).split()) or type(error).__name__
                 failures[spec] = f"failed: {message}"
                 print(f"   FAILED: {message}", flush=True)
-        from nnunet_surgery.demo import demo_trainers
-
-        args = whole_grid(args, demo_trainers())  # the results cover the grid, not just this invocation
+        args = whole_grid(args, args.registered)  # the results cover the grid, not just this invocation
         runs = plan(args)
     summarise(args, runs, failures)
     return 1 if failures else 0

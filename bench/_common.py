@@ -1,5 +1,6 @@
-"""Helpers shared by the benchmark scripts: machine description, medians, tables, process-tree RSS, and the
-case folders (`gt/CASE.nii.gz`, `pred/CASE.npz`) the report and recalibration benchmarks write."""
+"""Helpers shared by the benchmark scripts: machine description, medians, tables, process-tree RSS, the
+case folders (`gt/CASE.nii.gz`, `pred/CASE.npz`) the report and recalibration benchmarks write, and the demo
+run folders the analyses of bench/fidelity.py's runs read."""
 
 from __future__ import annotations
 
@@ -13,15 +14,21 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from nnunet_surgery.errors import ReportError
+
 __all__ = [
     "RssSampler",
     "add_case_bench_arguments",
+    "add_run_arguments",
+    "check_run_folders",
     "code_state",
+    "demo_dataset_folder",
     "format_table",
     "load_average",
     "machine_info",
     "median",
     "read_cases",
+    "run_models",
     "run_with_peak_rss",
     "subset",
     "verdict",
@@ -202,3 +209,40 @@ def add_case_bench_arguments(parser: argparse.ArgumentParser, workers: dict) -> 
     parser.add_argument("--worker", choices=sorted(workers), help=argparse.SUPPRESS)
     parser.add_argument("--gt", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--pred", type=Path, help=argparse.SUPPRESS)
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """`runs` (demo folders of bench/fidelity.py) and `--models` for an analysis of trained runs."""
+    parser.add_argument("runs", nargs="+", type=Path, help="demo folders (bench/fidelity.py runs)")
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=None,
+        help="predictions/MODEL to analyse (default: every one but +temperature)",
+    )
+
+
+def check_run_folders(parser: argparse.ArgumentParser, runs: Sequence[Path]) -> None:
+    """Exit through `parser.error` (status 2) naming the first of `runs` that is not a demo run folder."""
+    for run in runs:
+        if not (run / "demo.json").is_file():
+            parser.error(f"{run}: not a demo run folder (no demo.json)")
+
+
+def run_models(run: Path, models: Sequence[str] | None) -> list[str]:
+    """`models`, or every model with predictions in the run folder but the recalibrated ones (`+`)."""
+    if models:
+        return list(models)
+    if not (run / "predictions").is_dir():
+        raise ReportError(f"{run}: no predictions/ folder (the run has not predicted yet)")
+    return sorted(p.name for p in (run / "predictions").iterdir() if p.is_dir() and "+" not in p.name)
+
+
+def demo_dataset_folder(run: Path) -> Path:
+    """The run's one `nnUNet_raw/Dataset*` folder; ReportError naming the run otherwise."""
+    datasets = sorted((run / "nnUNet_raw").glob("Dataset*"))
+    if len(datasets) != 1:
+        raise ReportError(
+            f"{run}: expected one nnUNet_raw/Dataset* folder of a demo run, found {len(datasets)}"
+        )
+    return datasets[0]

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _common import add_run_arguments, check_run_folders, demo_dataset_folder, run_models
 from nnunetv2.utilities.helpers import softmax_helper_dim1
 
 from nnunet_surgery.losses import SoftTverskyLoss
@@ -148,17 +149,13 @@ def group_pulls(
 
 def analyse_run(run: Path, model: str) -> RunPull:
     """The groups of `model`'s test predictions in one run folder."""
-    datasets = sorted((run / "nnUNet_raw").glob("Dataset*"))
-    if len(datasets) != 1:
-        raise ReportError(
-            f"{run}: expected one nnUNet_raw/Dataset* folder of a demo run, found {len(datasets)}"
-        )
-    dataset = load_dataset_json(datasets[0] / "dataset.json")
+    dataset_folder = demo_dataset_folder(run)
+    dataset = load_dataset_json(dataset_folder / "dataset.json")
     layout = dataset.layout
     if layout.region_based:
         raise ReportError(f"{run}: region-based dataset; this analysis is for softmax (label) datasets")
     predictions = case_files(run / "predictions" / model, ".npz", "prediction")
-    references = case_files(datasets[0] / "labelsTs", dataset.file_ending, "reference")
+    references = case_files(dataset_folder / "labelsTs", dataset.file_ending, "reference")
     reader = reader_for(dataset, next(iter(references.values())))
     cases = sorted(predictions)
     probabilities = np.stack([load_probabilities(predictions[c]) for c in cases])
@@ -184,17 +181,9 @@ def print_run(result: RunPull) -> None:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("runs", nargs="+", type=Path, help="demo folders (bench/fidelity.py runs)")
-    parser.add_argument(
-        "--models",
-        nargs="+",
-        default=None,
-        help="predictions/MODEL to analyse (default: every one but +temperature)",
-    )
+    add_run_arguments(parser)
     args = parser.parse_args(argv)
-    for run in args.runs:
-        if not (run / "demo.json").is_file():
-            parser.error(f"{run}: not a demo run folder (no demo.json)")
+    check_run_folders(parser, args.runs)
     return args
 
 
@@ -202,10 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         for run in args.runs:
-            models = args.models or sorted(
-                p.name for p in (run / "predictions").iterdir() if p.is_dir() and "+" not in p.name
-            )
-            for model in models:
+            for model in run_models(run, args.models):
                 print_run(analyse_run(run, model))
     except ReportError as error:
         print(f"dice_pull.py: error: {error}", file=sys.stderr)

@@ -43,6 +43,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _common import add_run_arguments, check_run_folders, demo_dataset_folder, run_models
 
 from nnunet_surgery.report.errors import ReportError
 from nnunet_surgery.report.inputs import (
@@ -155,12 +156,7 @@ def _targets(layout: LabelLayout, labels: np.ndarray) -> np.ndarray:
 
 def analyse_run(run: Path, model: str, exponent: float | None, curves: dict[str, LabelCurve]) -> None:
     """Add one run's mixed voxels of `model` to `curves` (one per label name)."""
-    datasets = sorted((run / "nnUNet_raw").glob("Dataset*"))
-    if len(datasets) != 1:
-        raise ReportError(
-            f"{run}: expected one nnUNet_raw/Dataset* folder of a demo run, found {len(datasets)}"
-        )
-    dataset_folder = datasets[0]
+    dataset_folder = demo_dataset_folder(run)
     dataset = load_dataset_json(dataset_folder / "dataset.json")
     layout = dataset.layout
     predictions = case_files(run / "predictions" / model, ".npz", "prediction")
@@ -254,13 +250,7 @@ def plot_curves(
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("runs", nargs="+", type=Path, help="demo folders (bench/fidelity.py runs)")
-    parser.add_argument(
-        "--models",
-        nargs="+",
-        default=None,
-        help="predictions/MODEL to analyse (default: every one but +temperature)",
-    )
+    add_run_arguments(parser)
     parser.add_argument(
         "--exponent", type=float, default=20.0, help="decline exponent n (default 20; 0: None)"
     )
@@ -276,9 +266,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.bins < 1:
         parser.error(f"--bins must be >= 1, but got {args.bins}")
-    for run in args.runs:
-        if not (run / "demo.json").is_file():
-            parser.error(f"{run}: not a demo run folder (no demo.json)")
+    check_run_folders(parser, args.runs)
     return args
 
 
@@ -288,10 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: dict[str, dict[str, LabelCurve]] = {}
     try:
         for run in args.runs:
-            models = args.models or sorted(
-                p.name for p in (run / "predictions").iterdir() if p.is_dir() and "+" not in p.name
-            )
-            for model in models:
+            for model in run_models(run, args.models):
                 analyse_run(run, model, exponent, results.setdefault(model, {}))
     except ReportError as error:
         print(f"fixed_point.py: error: {error}", file=sys.stderr)

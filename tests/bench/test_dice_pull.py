@@ -3,26 +3,11 @@ vector-Jacobian product (docs/surgery.md, "Multi-class rescale"). No training.""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
 SMOOTH = 1e-5
 EXPONENT = 20
-
-
-@pytest.fixture(scope="module")
-def dice_pull():
-    spec = importlib.util.spec_from_file_location("bench_dice_pull", BENCH / "dice_pull.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
 
 
 def _case(seed: int, shape=(2, 3, 4, 5, 6)) -> tuple[np.ndarray, np.ndarray]:

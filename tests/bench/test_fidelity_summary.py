@@ -3,32 +3,11 @@ markdown. No training."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
-
-BENCH = Path(__file__).resolve().parents[2] / "bench"
-
-
-@pytest.fixture(scope="module")
-def fidelity():
-    """bench/fidelity.py as a module (bench/ is no package; its scripts import `_common` from their folder)."""
-    sys.path.insert(0, str(BENCH))
-    try:
-        spec = importlib.util.spec_from_file_location("bench_fidelity", BENCH / "fidelity.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module  # dataclasses look their module up there
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(BENCH))
-    yield module
-    sys.modules.pop(spec.name, None)
-
 
 # per model, label and metric: the values of seeds 0, 1, 2. "organ" meets every target, "lesion" misses every
 # one (the Dice pair's spread rule excepted: its differences are all 0.3, spread 0).

@@ -3,24 +3,8 @@ points of indistinguishable voxels") and the closed forms where they exist. No t
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
-
-BENCH = Path(__file__).resolve().parents[2] / "bench"
-
-
-@pytest.fixture(scope="module")
-def fixed_point():
-    spec = importlib.util.spec_from_file_location("bench_fixed_point", BENCH / "fixed_point.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
 
 
 def _mixes(k: int, n: int, seed: int) -> np.ndarray:

@@ -14,6 +14,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 from nnunet_surgery.errors import ReportError
 
 __all__ = [
@@ -27,6 +29,7 @@ __all__ = [
     "load_average",
     "machine_info",
     "median",
+    "overlap_share",
     "read_cases",
     "run_models",
     "run_with_peak_rss",
@@ -236,6 +239,14 @@ def run_models(run: Path, models: Sequence[str] | None) -> list[str]:
     if not (run / "predictions").is_dir():
         raise ReportError(f"{run}: no predictions/ folder (the run has not predicted yet)")
     return sorted(p.name for p in (run / "predictions").iterdir() if p.is_dir() and "+" not in p.name)
+
+
+def overlap_share(p: np.ndarray, y: np.ndarray, alpha: float) -> float:
+    """q = alpha TI = G_bg / (G_fg + G_bg) of one channel: `p`, `y` its probabilities and 0/1 targets (any
+    shape); DSC / 2 at alpha = 0.5."""
+    tp = float((p * y).sum())
+    fp, fn = float((p * (1 - y)).sum()), float(((1 - p) * y).sum())
+    return alpha * tp / (tp + alpha * fp + (1 - alpha) * fn)
 
 
 def demo_dataset_folder(run: Path) -> Path:

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import add_run_arguments, check_run_folders, demo_dataset_folder, run_models
+from _common import add_run_arguments, check_run_folders, demo_dataset_folder, overlap_share, run_models
 from nnunetv2.utilities.helpers import softmax_helper_dim1
 
 from nnunet_surgery.losses import SoftTverskyLoss
@@ -110,8 +110,9 @@ def group_pulls(
         names: the `c` label names, background first.
 
     Returns:
-        soft Dice `2 sum(p y) / (sum(p) + sum(y))` of channels 1..c-1, and the non-empty groups in order
-        (true, predicted), each with the mean of `dL/dz_k' - dL/dz_t` (module docstring).
+        soft Dice `2 sum(p y) / (sum(p) + sum(y))` (twice `overlap_share` at alpha 0.5) of channels
+        1..c-1, and the non-empty groups in order (true, predicted), each with the mean of
+        `dL/dz_k' - dL/dz_t` (module docstring).
     """
     p = torch.from_numpy(np.ascontiguousarray(probabilities, dtype=np.float64))
     y = torch.from_numpy(np.ascontiguousarray(labels, dtype=np.float64))[:, None]
@@ -123,12 +124,10 @@ def group_pulls(
     for surgery in (False, True):
         g = logit_gradient(p, y, surgery).numpy()
         pull[surgery] = (np.take_along_axis(g, competitor, 1) - np.take_along_axis(g, true, 1))[:, 0]
-    soft_dice = {}
-    for c, name in enumerate(names[1:], start=1):
-        member = labels == c
-        soft_dice[name] = float(
-            2 * probabilities[:, c][member].sum() / (probabilities[:, c].sum() + member.sum())
-        )
+    soft_dice = {
+        name: 2 * overlap_share(probabilities[:, c], (labels == c).astype(np.float64), 0.5)
+        for c, name in enumerate(names[1:], start=1)
+    }
     groups = []
     for t, true_name in enumerate(names):
         for k, predicted_name in enumerate(names):

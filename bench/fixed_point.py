@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import add_run_arguments, check_run_folders, demo_dataset_folder, run_models
+from _common import add_run_arguments, check_run_folders, demo_dataset_folder, overlap_share, run_models
 
 from nnunet_surgery.report.errors import ReportError
 from nnunet_surgery.report.inputs import (
@@ -79,14 +79,6 @@ def _inverse_rescale(target: np.ndarray, exponent: float | None, steps: int = 60
         low = np.where(above, mid, low)
         high = np.where(above, high, mid)
     return (low + high) / 2
-
-
-def overlap_share(p: np.ndarray, y: np.ndarray, alpha: float) -> float:
-    """q = alpha TI = G_bg / (G_fg + G_bg) of one channel: `p`, `y` its probabilities and 0/1 targets (any
-    shape); DSC / 2 at alpha = 0.5."""
-    tp = float((p * y).sum())
-    fp, fn = float((p * (1 - y)).sum()), float(((1 - p) * y).sum())
-    return alpha * tp / (tp + alpha * fp + (1 - alpha) * fn)
 
 
 def softmax_fixed_point(truth: np.ndarray, share: np.ndarray, exponent: float | None) -> np.ndarray:

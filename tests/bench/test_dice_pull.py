@@ -19,11 +19,16 @@ def _case(seed: int, shape=(2, 3, 4, 5, 6)) -> tuple[np.ndarray, np.ndarray]:
     return np.moveaxis(p, -1, 1), labels
 
 
+def _surgical_scale(p_true: np.ndarray | float) -> np.ndarray | float:
+    """s(p_t) = 0.25 (1 - (1 - p_t)^n)(1 - p_t^n) / p_t, written out with plain powers."""
+    return 0.25 * (1 - (1 - p_true) ** EXPONENT) * (1 - p_true**EXPONENT) / p_true
+
+
 def _reference_logit_gradients(p: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """dL/dz, plain and surgical, of L = -mean_c (2 I_c + smooth) / (S_c + smooth) over c = 1..C-1.
 
     dL/dp_c = -(2 y_c (S_c + smooth) - (2 I_c + smooth)) / (C - 1) / (S_c + smooth)^2, channel 0 zero;
-    the plain softmax VJP p (g - <p, g>); the surgery's s(p_t) = 0.25 (1 - (1 - p_t)^n)(1 - p_t^n) / p_t times it.
+    the plain softmax VJP p (g - <p, g>); the surgery's s(p_t) (`_surgical_scale`) times it.
     """
     c = p.shape[1]
     y = np.stack([labels == k for k in range(c)], 1).astype(float)
@@ -33,9 +38,7 @@ def _reference_logit_gradients(p: np.ndarray, labels: np.ndarray) -> tuple[np.nd
     grad_p = -(2 * y * (total + SMOOTH) - (2 * intersection + SMOOTH)) / (c - 1) / (total + SMOOTH) ** 2
     grad_p[:, 0] = 0
     plain = p * (grad_p - (p * grad_p).sum(1, keepdims=True))
-    p_true = np.take_along_axis(p, labels[:, None], 1)
-    scale = 0.25 * (1 - (1 - p_true) ** EXPONENT) * (1 - p_true**EXPONENT) / p_true
-    return plain, scale * plain
+    return plain, _surgical_scale(np.take_along_axis(p, labels[:, None], 1)) * plain
 
 
 def test_groups_match_the_written_out_gradient(dice_pull):
@@ -88,7 +91,7 @@ def test_a_background_labelled_as_a_small_class_is_hardly_pulled_back(dice_pull)
     trapped = _set(p, background, voxel)
     healthy = _set(_set(p, background, (0.9, 0.06, 0.04)), few, voxel)
     p0, p1, p2 = voxel
-    scale = 0.25 * (1 - (1 - p0) ** EXPONENT) * (1 - p0**EXPONENT) / p0
+    scale = _surgical_scale(p0)
 
     pulls = []
     for probabilities in (trapped, healthy):

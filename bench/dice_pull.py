@@ -18,8 +18,10 @@ by s(p_t) per voxel.
 What it is for (docs/fidelity.md, "In 3D"): a Dice-only model that labels the background as a small
 class sits where dL/dp itself nearly vanishes (a false positive of class c gets dL/dp_c = DSC_c / S_c with
 S_c = sum(p_c) + sum(y_c)); no rescale of the softmax's part lifts a pull that the loss does not exert.
+With `--with-background` the same loss also scores the background channel (nnU-Net's `do_bg=True`, the
+mean over all c channels): the pull that design change would add, measured at the same predictions.
 
-    python bench/dice_pull.py RUN [RUN ...] [--models M ...]
+    python bench/dice_pull.py RUN [RUN ...] [--models M ...] [--with-background]
 
 RUN is a demo folder, e.g. `OUT/organs-3d/seed_1/SurgeryTrainerDice` of bench/fidelity.py. Exit status 0,
 or 2 for bad arguments.
@@ -70,17 +72,22 @@ class RunPull:
 
     run: Path
     model: str
+    background: bool
     soft_dice: dict[str, float]
     groups: list[Group]
 
 
-def logit_gradient(probabilities: torch.Tensor, labels: torch.Tensor, surgery: bool) -> torch.Tensor:
-    """dL/dz of the batch soft Dice loss (background excluded) at logits `log p`.
+def logit_gradient(
+    probabilities: torch.Tensor, labels: torch.Tensor, surgery: bool, background: bool = False
+) -> torch.Tensor:
+    """dL/dz of the batch soft Dice loss at logits `log p`.
 
     Args:
         probabilities: `(b, c, *spatial)` softmax probabilities, float64.
         labels: `(b, 1, *spatial)` label map (values 0..c-1).
         surgery: through the surgical softmax (Eq. 9-10) instead of the plain one.
+        background: the loss also scores channel 0 (`do_bg=True`); by default it is excluded, as the
+            trainers have it.
 
     Returns:
         `(b, c, *spatial)` gradient of the loss with respect to the logits.
@@ -89,7 +96,7 @@ def logit_gradient(probabilities: torch.Tensor, labels: torch.Tensor, surgery: b
     loss = SoftTverskyLoss(
         apply_nonlin=softmax_helper_dim1,
         batch_dice=True,
-        do_bg=False,
+        do_bg=background,
         smooth=1e-5,
         ddp=False,
         alpha=0.5,
@@ -100,7 +107,7 @@ def logit_gradient(probabilities: torch.Tensor, labels: torch.Tensor, surgery: b
 
 
 def group_pulls(
-    probabilities: np.ndarray, labels: np.ndarray, names: Sequence[str]
+    probabilities: np.ndarray, labels: np.ndarray, names: Sequence[str], background: bool = False
 ) -> tuple[dict[str, float], list[Group]]:
     """Soft Dice per foreground label and the mean pull per (true, predicted) group.
 
@@ -108,6 +115,7 @@ def group_pulls(
         probabilities: `(b, c, *spatial)` softmax probabilities.
         labels: `(b, *spatial)` integer label map.
         names: the `c` label names, background first.
+        background: the pulls of the loss that also scores background (`logit_gradient`).
 
     Returns:
         soft Dice `2 sum(p y) / (sum(p) + sum(y))` (twice `overlap_share` at alpha 0.5) of channels
@@ -122,7 +130,7 @@ def group_pulls(
     true = labels[:, None].astype(np.int64)
     pull = {}
     for surgery in (False, True):
-        g = logit_gradient(p, y, surgery).numpy()
+        g = logit_gradient(p, y, surgery, background).numpy()
         pull[surgery] = (np.take_along_axis(g, competitor, 1) - np.take_along_axis(g, true, 1))[:, 0]
     soft_dice = {
         name: 2 * overlap_share(probabilities[:, c], (labels == c).astype(np.float64), 0.5)
@@ -146,7 +154,7 @@ def group_pulls(
     return soft_dice, groups
 
 
-def analyse_run(run: Path, model: str) -> RunPull:
+def analyse_run(run: Path, model: str, background: bool = False) -> RunPull:
     """The groups of `model`'s test predictions in one run folder."""
     dataset_folder = demo_dataset_folder(run)
     dataset = load_dataset_json(dataset_folder / "dataset.json")
@@ -162,13 +170,14 @@ def analyse_run(run: Path, model: str) -> RunPull:
         [read_label_image(reader, references[c]).reshape(probabilities.shape[2:]) for c in cases]
     )
     names = ("background", *layout.names)
-    soft_dice, groups = group_pulls(probabilities, labels, names)
-    return RunPull(run, model, soft_dice, groups)
+    soft_dice, groups = group_pulls(probabilities, labels, names, background)
+    return RunPull(run, model, background, soft_dice, groups)
 
 
 def print_run(result: RunPull) -> None:
     dice = ", ".join(f"{name} {value:.3f}" for name, value in result.soft_dice.items())
-    print(f"\n{result.run} {result.model}: soft Dice {dice}")
+    loss = "Dice loss with background (do_bg=True)" if result.background else "Dice loss over the foreground"
+    print(f"\n{result.run} {result.model}: soft Dice {dice}; {loss}")
     print("| true | predicted | voxels | mean p(true) | pull, plain softmax | pull, surgery |")
     print("|---|---|---:|---:|---:|---:|")
     for g in result.groups:
@@ -181,6 +190,11 @@ def print_run(result: RunPull) -> None:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_run_arguments(parser)
+    parser.add_argument(
+        "--with-background",
+        action="store_true",
+        help="the pulls of the Dice loss that also scores background (do_bg=True) instead of the trainers' one",
+    )
     args = parser.parse_args(argv)
     check_run_folders(parser, args.runs)
     return args
@@ -191,7 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         for run in args.runs:
             for model in run_models(run, args.models):
-                print_run(analyse_run(run, model))
+                print_run(analyse_run(run, model, args.with_background))
     except ReportError as error:
         print(f"dice_pull.py: error: {error}", file=sys.stderr)
         return 2

@@ -24,29 +24,35 @@ def _surgical_scale(p_true: np.ndarray | float) -> np.ndarray | float:
     return 0.25 * (1 - (1 - p_true) ** EXPONENT) * (1 - p_true**EXPONENT) / p_true
 
 
-def _reference_logit_gradients(p: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """dL/dz, plain and surgical, of L = -mean_c (2 I_c + smooth) / (S_c + smooth) over c = 1..C-1.
+def _reference_logit_gradients(
+    p: np.ndarray, labels: np.ndarray, background: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """dL/dz, plain and surgical, of L = -mean_c (2 I_c + smooth) / (S_c + smooth) over the M scored channels
+    c = 1..C-1 (M = C - 1), or c = 0..C-1 with `background` (M = C).
 
-    dL/dp_c = -(2 y_c (S_c + smooth) - (2 I_c + smooth)) / (C - 1) / (S_c + smooth)^2, channel 0 zero;
-    the plain softmax VJP p (g - <p, g>); the surgery's s(p_t) (`_surgical_scale`) times it.
+    dL/dp_c = -(2 y_c (S_c + smooth) - (2 I_c + smooth)) / M / (S_c + smooth)^2, zero for an unscored
+    channel 0; the plain softmax VJP p (g - <p, g>); the surgery's s(p_t) (`_surgical_scale`) times it.
     """
     c = p.shape[1]
+    scored = c if background else c - 1
     y = np.stack([labels == k for k in range(c)], 1).astype(float)
     axes = (0, *range(2, p.ndim))
     intersection = (p * y).sum(axes, keepdims=True)
     total = p.sum(axes, keepdims=True) + y.sum(axes, keepdims=True)
-    grad_p = -(2 * y * (total + SMOOTH) - (2 * intersection + SMOOTH)) / (c - 1) / (total + SMOOTH) ** 2
-    grad_p[:, 0] = 0
+    grad_p = -(2 * y * (total + SMOOTH) - (2 * intersection + SMOOTH)) / scored / (total + SMOOTH) ** 2
+    if not background:
+        grad_p[:, 0] = 0
     plain = p * (grad_p - (p * grad_p).sum(1, keepdims=True))
     return plain, _surgical_scale(np.take_along_axis(p, labels[:, None], 1)) * plain
 
 
-def test_groups_match_the_written_out_gradient(dice_pull):
+@pytest.mark.parametrize("background", [False, True])
+def test_groups_match_the_written_out_gradient(dice_pull, background):
     p, labels = _case(0)
     names = ("background", "organ", "lesion")
-    soft_dice, groups = dice_pull.group_pulls(p, labels, names)
+    soft_dice, groups = dice_pull.group_pulls(p, labels, names, background)
 
-    plain, surgical = _reference_logit_gradients(p, labels)
+    plain, surgical = _reference_logit_gradients(p, labels, background)
     order = np.argsort(-p, axis=1)
     competitor = np.where(order[:, 0] == labels, order[:, 1], order[:, 0])[:, None]
     true = labels[:, None]

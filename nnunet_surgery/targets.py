@@ -8,7 +8,41 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["as_channel_target", "is_onehot", "onehot"]
+__all__ = ["as_channel_target", "as_float", "bool_as_uint8", "is_onehot", "onehot"]
+
+
+def bool_as_uint8(target: torch.Tensor) -> torch.Tensor:
+    """A bool target's bytes read as uint8 (values 0 and 1, no copy) in eager mode; else `target` itself.
+
+    ATen's kernels that mix dtypes are several times slower for a bool operand than for uint8 on CPU
+    (bench/loss.py --profile: converting a bool region target cost as much as the sigmoid). Under
+    `torch.compile` the target passes unchanged: Inductor fuses the conversion into its consumer anyway,
+    and its CUDA backend cannot lower a dtype view of bool (`aten.view.dtype`: bool has no bit width in
+    Triton's type system), which nnU-Net's compiled Dice term would hit at the first step
+    (docs/surgery.md#cuda-and-torchcompile).
+
+    Args:
+        target: any shape and dtype.
+
+    Returns:
+        `target` as uint8 (same shape and strides) if it is bool and nothing is being compiled, else `target`.
+    """
+    if target.dtype == torch.bool and not torch.compiler.is_compiling():
+        return target.view(torch.uint8)
+    return target
+
+
+def as_float(target: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """`target.to(dtype)`, with a bool target converted through its uint8 bytes in eager mode (`bool_as_uint8`).
+
+    Args:
+        target: any shape and dtype.
+        dtype: a floating dtype.
+
+    Returns:
+        `target` as `dtype`, same shape (`target` itself if it already has that dtype).
+    """
+    return bool_as_uint8(target).to(dtype)
 
 
 def as_channel_target(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

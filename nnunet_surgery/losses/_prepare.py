@@ -16,9 +16,9 @@ from torch import nn
 
 from nnunet_surgery.losses._reduce import reduce_region_sums
 from nnunet_surgery.surgery import surgical_sigmoid, surgical_softmax
-from nnunet_surgery.targets import as_channel_target, is_onehot, onehot
+from nnunet_surgery.targets import as_channel_target, as_float, is_onehot, onehot
 
-__all__ = ["SURGICAL_COUNTERPARTS", "ChannelLoss", "RegionLoss", "as_float"]
+__all__ = ["SURGICAL_COUNTERPARTS", "ChannelLoss", "RegionLoss"]
 
 #: nnU-Net's activations and their surgical twins (which also take the target and the exponent).
 SURGICAL_COUNTERPARTS: dict[Callable, Callable] = {
@@ -26,24 +26,6 @@ SURGICAL_COUNTERPARTS: dict[Callable, Callable] = {
     torch.softmax: surgical_softmax,
     torch.sigmoid: surgical_sigmoid,
 }
-
-
-def as_float(target: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """`target.to(dtype)`, with a bool target read as uint8 (the same bytes, 0 or 1) first.
-
-    ATen converts uint8 to float several times faster than bool on CPU (bench/loss.py --profile: a
-    bool region target's conversion cost as much as the sigmoid); the values are the same.
-
-    Args:
-        target: any shape and dtype.
-        dtype: a floating dtype.
-
-    Returns:
-        `target` as `dtype`, same shape (`target` itself if it already has that dtype).
-    """
-    if target.dtype == torch.bool:
-        target = target.view(torch.uint8)
-    return target.to(dtype)
 
 
 class ChannelLoss(nn.Module):

@@ -18,6 +18,7 @@ from nnunetv2.training.loss.robust_ce_loss import RobustCrossEntropyLoss
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from torch._dynamo.eval_frame import OptimizedModule
 from torch._dynamo.utils import counters
+from trainer_builders import make_trainer
 
 from nnunet_surgery.losses import DicePlusPlusLoss, MarginalL1ACELoss, SoftTverskyLoss
 from nnunet_surgery.trainers import (
@@ -42,12 +43,6 @@ DTYPE = torch.float32
 def assert_close_f32(got: torch.Tensor, expected: torch.Tensor) -> None:
     scale = expected.abs().max().item() or 1.0
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5 * scale)
-
-
-def make_trainer(cls: type, dataset, monkeypatch: pytest.MonkeyPatch) -> nnUNetTrainer:
-    for key, value in dataset.env().items():
-        monkeypatch.setenv(key, value)
-    return cls(dataset.plans(), "2d", 0, dataset.dataset_json(), torch.device("cpu"))
 
 
 def ds_weights(n: int) -> list[float]:

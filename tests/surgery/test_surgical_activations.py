@@ -11,7 +11,7 @@ import math
 import pytest
 import torch
 
-import nnunet_surgery.surgery as surgery_module
+import nnunet_surgery.surgery.blocked as blocked_module
 from nnunet_surgery.surgery import (
     P_Y_MIN,
     decline_sum_is_exact,
@@ -338,7 +338,7 @@ def test_float32_sigmoid_backward_is_float64_formula_within_derived_rounding(exp
     `F = 0.25 (1 - a)(1 - b)`, and 4 u relative for `e` and the products; 10 instead of 8 covers the
     second-order terms.
     """
-    monkeypatch.setattr(surgery_module, "SIGMOID_BLOCK", block)
+    monkeypatch.setattr(blocked_module, "SIGMOID_BLOCK", block)
     z = _logits(3, 2, (7, 5), seed=90, scale=4.0, dtype=torch.float32)
     target = torch.rand(z.shape, generator=_gen(91)) < 0.4
     g = torch.randn(z.shape, generator=_gen(92))
@@ -375,7 +375,7 @@ def test_decline_sum_is_exact_only_where_the_dropped_product_is_below_eps_over_1
 def test_surgical_sigmoid_sums_equal_unfused_sums_and_gradient_bitwise(
     dtype, target_dtype, block, exponent, monkeypatch
 ):
-    monkeypatch.setattr(surgery_module, "SIGMOID_BLOCK", block)
+    monkeypatch.setattr(blocked_module, "SIGMOID_BLOCK", block)
     z = _logits(2, 3, (6, 5, 4), seed=95, scale=4.0, dtype=dtype)
     target = (torch.rand(z.shape, generator=_gen(96)) < 0.4).to(target_dtype)
     coefficients = torch.randn(3, 2, 3, generator=_gen(97), dtype=torch.float64)

@@ -3,6 +3,7 @@
 #   make test   lint + the whole test suite (what CI runs)
 # and, for quick checks while editing:
 #   make test-fast   lint + the suite without the tests marked `slow` (end-to-end runs of nnU-Net's commands)
+#   make test-cuda   the CUDA suite alone (tests/cuda, marker `cuda`), on a machine with an NVIDIA GPU
 # All create ./.venv first (torch 2.14.1 + torchvision 0.29.1, then this package with its test extras).
 
 PYTHON ?= python3
@@ -10,7 +11,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_OUT ?= demo_output
 
-.PHONY: demo test test-fast lint venv
+.PHONY: demo test test-fast test-cuda lint venv
 
 venv: $(VENV)/.installed
 
@@ -33,3 +34,6 @@ test: lint
 
 test-fast: lint
 	$(BIN)/python -m pytest -m "not slow"
+
+test-cuda: venv
+	$(BIN)/python -m pytest -m cuda tests/cuda

@@ -38,3 +38,28 @@ def fresh_dynamo():
     counters.clear()
     yield
     torch._dynamo.reset()
+
+
+# tiny nnU-Net datasets, planned and preprocessed once per session (tests/nnunet_datasets.py) ---------------
+@pytest.fixture(name="run_nnunet", scope="session")
+def run_nnunet_fixture():
+    """`run_nnunet(command, env)`: run an nnU-Net console script, failing the test with its output."""
+    from nnunet_datasets import run_nnunet
+
+    return run_nnunet
+
+
+@pytest.fixture(scope="session")
+def label_dataset(tmp_path_factory: pytest.TempPathFactory):
+    """Binary lesion dataset (labels background/lesion), 2D 64x64, preprocessed for `2d`."""
+    from nnunet_datasets import prepared_dataset
+
+    return prepared_dataset(tmp_path_factory.mktemp("nnunet_labels"), 981, regions=False)
+
+
+@pytest.fixture(scope="session")
+def region_dataset(tmp_path_factory: pytest.TempPathFactory):
+    """Region-based dataset (nested regions in dataset.json), 2D 64x64, preprocessed for `2d`."""
+    from nnunet_datasets import prepared_dataset
+
+    return prepared_dataset(tmp_path_factory.mktemp("nnunet_regions"), 982, regions=True)

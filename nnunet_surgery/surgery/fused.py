@@ -103,12 +103,13 @@ if triton is not None:
 
     @triton.jit
     def _expm1(x):
-        """exp(x) - 1, Kahan: `(u - 1) x / log(u)` with `u = exp(x)` rounded, exact as u -> 1."""
+        """exp(x) - 1; for |x| < 1/2 by Kahan's `(u - 1) x / log(u)`, `u = exp(x)` rounded, exact as u -> 1
+        (further out `u - 1` does not cancel, and a subnormal `u` would spoil `log(u)`)."""
         u = tl.exp(x)
         d = u - 1.0
-        log_u = tl.where(d == 0.0, 1.0, tl.log(u))
-        out = tl.where(d == 0.0, x, d * (x / log_u))
-        return tl.where(u == 0.0, -1.0, out)
+        kahan = tl.abs(x) < 0.5
+        log_u = tl.log(tl.where(kahan & (d != 0.0), u, 2.0))  # 2.0: a placeholder where it is not used
+        return tl.where(kahan, tl.where(d == 0.0, x, d * (x / log_u)), d)
 
     @triton.jit
     def _decline(x, exponent, floor):

@@ -130,6 +130,20 @@ def test_softmax_scale_is_the_rescale_in_float64_within_derived_rounding(fused, 
     assert torch.isfinite(scale).all()
 
 
+@pytest.mark.parametrize("exponent", [1, 5, 20])
+def test_softmax_scale_over_a_fine_grid_of_true_class_probabilities(fused, exponent):
+    """Every p_y on a grid of 4001 float32 values over [0, 1], and its densest part near 1, where
+    `(1 - p_y)^n` passes through the subnormals (n = 20: p_y in [0.987, 0.994]) and `1 - p_y^n` cancels."""
+    p_y = torch.cat([torch.linspace(0, 1, 2001), torch.linspace(0.98, 1, 2000)]).view(1, 1, -1)
+    probs = torch.cat([p_y, 1 - p_y], 1)  # two channels, the true class is channel 0
+    labels = torch.zeros(1, 1, p_y.shape[-1])
+    scale = fused.softmax_scale(probs, labels, False, exponent)
+    expected = _reference_scale(p_y, exponent)
+    head = expected / (0.25 * (1 - p_y.double() ** exponent)).clamp_min(1e-300)
+    bound = 0.25 * head * (exponent + 16) * U + 16 * U * expected
+    assert ((scale.to(torch.float64) - expected).abs() <= bound).all()
+
+
 @pytest.mark.parametrize("out_dtype", [torch.float32, torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("channels", [2, 4])
 def test_softmax_backward_kernels_equal_the_aten_formula_in_the_logits_dtype(fused, out_dtype, channels):

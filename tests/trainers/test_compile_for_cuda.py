@@ -19,12 +19,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from batchgeneratorsv2.transforms.utils.deep_supervision_downsampling import DownsampleSegForDSTransform
-from batchgeneratorsv2.transforms.utils.seg_to_regions import ConvertSegmentationToRegionsTransform
 from functorch.compile import make_boxed_func
 from torch._dynamo.backends.common import aot_autograd
 from torch._inductor.decomposition import select_decomp_table
-from trainer_builders import make_trainer
+from trainer_builders import deep_supervision_inputs, make_trainer, with_ignore_label
 
 from nnunet_surgery.trainers import TRAINERS, BaselineTrainerCE
 
@@ -102,48 +100,6 @@ class HazardRecorder:
         return TORCH_COMPILE(module, backend=self.backend, fullgraph=True)
 
 
-def _regions_dataset_json(dataset_json: dict, ignore: bool) -> dict:
-    labels = dict(dataset_json["labels"])
-    if ignore:  # nnU-Net: the ignore label is an int, the highest label + 1
-        plain = [v for k, v in labels.items() if k != "background"]
-        flat = [x for v in plain for x in (v if isinstance(v, list) else [v])]
-        labels["ignore"] = max(flat) + 1
-    return {**dataset_json, "labels": labels}
-
-
-def nnunet_targets(trainer, label_map: torch.Tensor, map_dtype: torch.dtype) -> list[torch.Tensor]:
-    """The deep-supervision targets nnU-Net's training transforms make of a batch of label maps `(b, 1, *s)`:
-    regions (bool, ignore channel last) for region-based datasets, else label maps of `map_dtype`."""
-    manager = trainer.label_manager
-    transforms = []
-    if manager.has_regions:
-        regions = list(manager.foreground_regions)
-        if manager.ignore_label is not None:
-            regions.append(manager.ignore_label)
-        transforms.append(ConvertSegmentationToRegionsTransform(regions=regions, channel_in_seg=0))
-    transforms.append(DownsampleSegForDSTransform(ds_scales=trainer._get_deep_supervision_scales()))
-    per_case = []
-    for seg in label_map.to(map_dtype):
-        for transform in transforms:
-            seg = transform(segmentation=seg)["segmentation"]
-        per_case.append(seg)
-    return [torch.stack(level) for level in zip(*per_case)]
-
-
-def _inputs(trainer, map_dtype: torch.dtype, logits_dtype: torch.dtype):
-    manager = trainer.label_manager
-    gen = torch.Generator().manual_seed(0)
-    n_labels = len(manager.all_labels) + (manager.ignore_label is not None)
-    label_map = torch.randint(0, n_labels, (2, 1, 32, 32), generator=gen)
-    targets = nnunet_targets(trainer, label_map, map_dtype)
-    channels = manager.num_segmentation_heads
-    logits = [
-        (2 * torch.randn(2, channels, *t.shape[2:], generator=gen)).to(logits_dtype).requires_grad_()
-        for t in targets
-    ]
-    return logits, targets
-
-
 def _loss_and_grads(loss: torch.nn.Module, logits, targets):
     leaves = [x.detach().clone().requires_grad_() for x in logits]
     value = loss(leaves, targets)
@@ -180,10 +136,10 @@ def test_compiled_loss_terms_trace_without_graph_breaks_or_cuda_hazards(
         trainer_class,
         dataset,
         monkeypatch,
-        dataset_json=_regions_dataset_json(dataset.dataset_json(), ignore),
+        dataset_json=with_ignore_label(dataset.dataset_json(), ignore),
     )
     assert (trainer.label_manager.ignore_label is not None) == ignore
-    logits, targets = _inputs(trainer, map_dtype, logits_dtype)
+    logits, targets = deep_supervision_inputs(trainer, map_dtype, logits_dtype)
     if regions:
         assert all(t.dtype == torch.bool for t in targets)  # what nnU-Net 2.8 hands over
 

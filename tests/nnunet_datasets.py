@@ -1,4 +1,7 @@
-"""Tiny nnU-Net datasets, planned and preprocessed once per session, for the trainer tests."""
+"""Tiny nnU-Net datasets in a temporary nnU-Net root, planned and preprocessed by nnU-Net's own command.
+
+The session fixtures `label_dataset` and `region_dataset` (tests/conftest.py) build them once per session.
+"""
 
 from __future__ import annotations
 
@@ -64,7 +67,8 @@ def run_nnunet(command: list[str], env: dict[str, str], timeout: float = 600) ->
     return result
 
 
-def _prepared(root: Path, dataset_id: int, regions: bool) -> NnUNetDataset:
+def prepared_dataset(root: Path, dataset_id: int, regions: bool) -> NnUNetDataset:
+    """A 2D 64x64 synthetic dataset (6 training, 2 test cases), planned and preprocessed for `2d`."""
     raw = generate_dataset(
         root / "raw",
         dataset_id=dataset_id,
@@ -78,21 +82,3 @@ def _prepared(root: Path, dataset_id: int, regions: bool) -> NnUNetDataset:
     dataset = NnUNetDataset(dataset_id, raw, root)
     run_nnunet(["nnUNetv2_plan_and_preprocess", "-d", str(dataset_id), "-c", "2d", "-np", "2"], dataset.env())
     return dataset
-
-
-@pytest.fixture(name="run_nnunet", scope="session")
-def run_nnunet_fixture():
-    """`run_nnunet(command, env)`: run an nnU-Net console script, failing the test with its output."""
-    return run_nnunet
-
-
-@pytest.fixture(scope="session")
-def label_dataset(tmp_path_factory: pytest.TempPathFactory) -> NnUNetDataset:
-    """Binary lesion dataset (labels background/lesion), 2D 64x64, preprocessed for `2d`."""
-    return _prepared(tmp_path_factory.mktemp("nnunet_labels"), 981, regions=False)
-
-
-@pytest.fixture(scope="session")
-def region_dataset(tmp_path_factory: pytest.TempPathFactory) -> NnUNetDataset:
-    """Region-based dataset (nested regions in dataset.json), 2D 64x64, preprocessed for `2d`."""
-    return _prepared(tmp_path_factory.mktemp("nnunet_regions"), 982, regions=True)

@@ -12,6 +12,11 @@ with nnU-Net's Dice settings (smooth 1e-5, no background for softmax, batch Dice
 (lowest output 0, normalised). Stock and surgery run interleaved (alternating which goes first) on the
 same tensors; times are medians over the repetitions.
 
+torch.compile follows nnU-Net: on CUDA the Dice term is compiled (`loss.dc = torch.compile(loss.dc)`,
+nnU-Net's default there) unless `--no-compile`; on CPU nothing is compiled unless `--compile`. On CUDA
+without compile the surgery runs its fused Triton kernels; the variant `surgery-aten` is the same loss with
+them off (`NNUNET_SURGERY_FUSED=0`), the ATen operators it falls back to.
+
 Memory, on CPU: `peak` is the largest number of bytes held by allocations made during one forward +
 backward (torch.profiler's allocator events, deterministic); the logits and targets, allocated before,
 are not counted, their gradients are. `saved` is the size of the distinct storages saved for backward
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -38,8 +44,10 @@ from nnunetv2.utilities.helpers import softmax_helper_dim1
 from torch import nn
 
 from nnunet_surgery.losses import SoftTverskyLoss
+from nnunet_surgery.surgery.fused import ENV_SWITCH
 
-TIME_TARGET = {"cpu": 1.15, "cuda": 1.05}
+#: surgery / stock wall time: CPU (eager, as nnU-Net runs there), CUDA with nnU-Net's compile, CUDA eager
+TIME_TARGET = {"cpu": 1.15, "cuda-compile": 1.05, "cuda-eager": 1.3}
 MEMORY_TARGET = 0.5  # extra peak / full-resolution logits
 LOSSES = ("ce+dice", "dice", "bce+dice")
 
@@ -112,8 +120,32 @@ def make_inputs(
     return logits, targets
 
 
-def build_losses(cfg: Config, loss_kind: str, compile_dice: bool, exponent: float) -> dict[str, nn.Module]:
-    """{stock, surgery} losses, each wrapped for deep supervision as nnU-Net's `_build_loss` does."""
+class FusedOff(DeepSupervisionWrapper):
+    """A loss whose surgery runs on ATen operators: `step` turns the fused kernels off around it."""
+
+
+@contextlib.contextmanager
+def _fused_switch(loss: nn.Module):
+    """`NNUNET_SURGERY_FUSED=0` for a `FusedOff` loss (forward and backward), the environment as it was otherwise."""
+    if not isinstance(loss, FusedOff):
+        yield
+        return
+    before = os.environ.get(ENV_SWITCH)
+    os.environ[ENV_SWITCH] = "0"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(ENV_SWITCH)
+        else:
+            os.environ[ENV_SWITCH] = before
+
+
+def build_losses(
+    cfg: Config, loss_kind: str, compile_dice: bool, exponent: float, aten_variant: bool = False
+) -> dict[str, nn.Module]:
+    """{stock, surgery[, surgery-aten]} losses, each wrapped for deep supervision as nnU-Net's `_build_loss`
+    does; `surgery-aten` (with `aten_variant`) is the surgery with its fused kernels off."""
     regions = loss_kind == "bce+dice"
     dice_kwargs = {"batch_dice": cfg.batch_dice, "smooth": 1e-5, "do_bg": regions, "ddp": False}
     surgery_kwargs = {**dice_kwargs, "alpha": 0.5, "surgery": True, "exponent": exponent}
@@ -135,6 +167,8 @@ def build_losses(cfg: Config, loss_kind: str, compile_dice: bool, exponent: floa
             else:
                 loss = torch.compile(loss)
         losses[name] = DeepSupervisionWrapper(loss, ds_weights(cfg.levels))
+        if name == "surgery" and aten_variant:
+            losses["surgery-aten"] = FusedOff(loss, ds_weights(cfg.levels))
     return losses
 
 
@@ -152,12 +186,13 @@ def step(
     device = logits[0].device
     ctx = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else contextlib.nullcontext()
     _sync(device)
-    start, cpu = time.perf_counter(), time.process_time()
-    with ctx:
-        value = loss(logits, targets)
-    value.backward()
-    _sync(device)
-    return time.perf_counter() - start, time.process_time() - cpu
+    with _fused_switch(loss):
+        start, cpu = time.perf_counter(), time.process_time()
+        with ctx:
+            value = loss(logits, targets)
+        value.backward()
+        _sync(device)
+        return time.perf_counter() - start, time.process_time() - cpu
 
 
 def _storage_key(t: torch.Tensor) -> tuple[int, int]:
@@ -232,7 +267,7 @@ def bench_one(cfg: Config, loss_kind: str, args, device: torch.device) -> dict:
     if args.amp:
         amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
     logits, targets = make_inputs(cfg, loss_kind, device, amp_dtype or torch.float32)
-    losses = build_losses(cfg, loss_kind, args.compile, args.exponent)
+    losses = build_losses(cfg, loss_kind, args.compile, args.exponent, aten_variant=args.aten_variant)
     names = list(losses)
     for _ in range(args.warmup):
         for loss in losses.values():
@@ -266,7 +301,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:i] (default cpu)")
     parser.add_argument("--amp", action="store_true", help="autocast: float16 on CUDA, bfloat16 on CPU")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the Dice term, as nnU-Net does")
+    parser.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="torch.compile the Dice term (default: as nnU-Net, on for CUDA, off for CPU)",
+    )
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke test, not a benchmark)")
     parser.add_argument(
         "--reps", type=int, default=None, help="timed repetitions per loss (default 10, 3D: 6)"
@@ -286,11 +326,20 @@ def main(argv: list[str] | None = None) -> int:
     configs = QUICK_CONFIGS if args.quick else FULL_CONFIGS
     if args.configs:
         configs = tuple(c for c in configs if any(s in c.name for s in args.configs))
-    time_target = TIME_TARGET["cuda" if device.type == "cuda" else "cpu"]
+    if args.compile is None:
+        args.compile = device.type == "cuda"  # nnU-Net's _do_i_compile: CUDA, unless nnUNet_compile is off
+    time_target = TIME_TARGET[
+        "cpu" if device.type != "cuda" else "cuda-compile" if args.compile else "cuda-eager"
+    ]
+    args.aten_variant = device.type == "cuda" and not args.compile
 
     print(machine_info(str(device)))
-    print(f"options: amp={args.amp} compile={args.compile} quick={args.quick} exponent={args.exponent}")
-    variants = ["surgery"]
+    compile_note = "nnU-Net's default" if args.compile == (device.type == "cuda") else "not nnU-Net's default"
+    print(
+        f"options: amp={args.amp} compile={args.compile} ({compile_note} on {device.type}) quick={args.quick} "
+        f"exponent={args.exponent}"
+    )
+    variants = ["surgery", "surgery-aten"] if args.aten_variant else ["surgery"]
     time_rows, memory_rows = [], []
     mb = 2**20
     for cfg in configs:

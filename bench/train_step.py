@@ -6,8 +6,13 @@ folder, runs nnU-Net's planning and preprocessing for one configuration (`nnUNet
 gives the surgical network the stock network's weights, takes ONE batch from the training dataloader and
 times `train_step(batch)` (forward, loss with deep supervision, backward, gradient clipping, SGD step)
 interleaved, alternating which trainer goes first. Before every step both networks get the same initial
-weights again (outside the timed region), so each step starts from the same state. nnU-Net disables
-torch.compile on CPU, so on CPU neither loss is compiled.
+weights again (outside the timed region), so each step starts from the same state.
+
+torch.compile follows nnU-Net's own decision (`_do_i_compile`): on CUDA the network and the Dice term are
+compiled, as in every nnU-Net run there, unless `--no-compile` (which sets `nnUNet_compile=f`); on CPU
+nnU-Net compiles nothing. The warm-up steps absorb the compilation. `--configuration 3d_fullres` with a 3D
+`--shape` (say 64 64 64) measures the 3D network; `--regions` the region-based dataset (sigmoid, bool
+targets: BCE + Dice).
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ def prepare(root: Path, args) -> None:
         num_test=1,
         shape=tuple(args.shape),
         seed=0,
+        num_classes=2 if args.regions else 1,
+        regions=args.regions,
         overwrite=True,
     )
     cmd = ["nnUNetv2_plan_and_preprocess", "-d", str(DATASET_ID), "-c", args.configuration, "-np", "2"]
@@ -50,6 +57,12 @@ def prepare(root: Path, args) -> None:
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr[-4000:]}")
     print(f"dataset generated and preprocessed in {time.perf_counter() - start:.0f} s")
+
+
+def _compile_note(trainer, args) -> str:
+    if trainer._do_i_compile():
+        return "on (nnU-Net's default on CUDA: network and Dice term)"
+    return "off (--no-compile)" if args.no_compile else "off (nnU-Net disables it on CPU)"
 
 
 def build_trainer(cls, args, device):
@@ -81,7 +94,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps per trainer (default 2)")
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
     parser.add_argument("--workdir", default=None, help="keep the dataset here (default: a temporary folder)")
+    parser.add_argument(
+        "--regions", action="store_true", help="the region-based dataset (two nested regions)"
+    )
+    parser.add_argument(
+        "--no-compile",
+        action="store_true",
+        help="nnUNet_compile=f (default: nnU-Net's decision, on for CUDA)",
+    )
     args = parser.parse_args(argv)
+    if args.configuration.startswith("3d") and len(args.shape) != 3:
+        parser.error(f"--configuration {args.configuration} needs a 3D --shape (D H W), but got {args.shape}")
 
     with tempfile.TemporaryDirectory(prefix="bench_train_step_") as tmp:
         root = Path(args.workdir or tmp).resolve()
@@ -93,16 +116,20 @@ def main(argv: list[str] | None = None) -> int:
             os.environ[var] = str(root / sub)
         os.environ.setdefault("nnUNet_def_n_proc", "2")
         os.environ["nnUNet_n_proc_DA"] = "0"  # single-threaded augmentation: one batch is all we need
-        os.environ["nnUNet_compile"] = "f"
+        if args.no_compile:
+            os.environ["nnUNet_compile"] = "f"
 
         import torch  # after the environment: nnunetv2.paths reads it at import
 
         torch.set_num_threads(args.threads)
         device = torch.device(args.device)
         print(machine_info(str(device)))
-        if not (
-            root / "preprocessed" / f"Dataset{DATASET_ID}_SyntheticLesions" / "nnUNetPlans.json"
-        ).exists():
+        folder = root / "preprocessed" / f"Dataset{DATASET_ID}_SyntheticLesions"
+        reusable = (folder / "nnUNetPlans.json").exists() and (
+            args.configuration in (folder / "nnUNetPlans.json").read_text()
+            and args.regions == ("regions_class_order" in (folder / "dataset.json").read_text())
+        )
+        if not reusable:  # a --workdir prepared for another configuration or dataset is prepared again
             prepare(root, args)
 
         from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
@@ -123,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"plans: {args.configuration}, patch {cm.patch_size}, batch {data.shape[0]}, "
             f"{len(target)} deep-supervision outputs, data {tuple(data.shape)}, target dtype {target[0].dtype}, "
-            f"torch.compile {'on' if stock._do_i_compile() else 'off (nnU-Net disables it on CPU)'}"
+            f"torch.compile {_compile_note(stock, args)}"
         )
 
         def timed(trainer) -> float:
@@ -152,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     pair = median([b / a for a, b in zip(times["nnUNetTrainer"], times["SurgeryTrainer"])])
     rows = [
         [
-            f"{args.configuration} {tuple(args.shape)} b{data.shape[0]}",
+            f"{args.configuration} {tuple(args.shape)} b{data.shape[0]}{' regions' if args.regions else ''}",
             f"{1e3 * t_stock:.0f}",
             f"{1e3 * t_surgery:.0f}",
             f"{1e3 * (t_surgery - t_stock):+.0f}",

@@ -165,3 +165,21 @@ def test_bad_empty_references_and_no_case_are_refused():
         )
     with pytest.raises(ValueError, match="at least one calibration case"):
         locate_crossing(FnrStats.zeros(), 0.1)
+
+
+def test_a_strictly_increasing_map_of_the_probabilities_gives_the_same_masks():
+    """The fit sees p only through the order of the voxels: relabel every distinct value by an increasing
+    map g (0 and 1 kept), and t_hat moves to g(t_hat) while every calibration mask stays the same. So
+    temperature scaling of a sigmoid or two-channel softmax cannot change conformal masks
+    (docs/conformal.md#does-calibration-buy-smaller-masks)."""
+    rng = np.random.default_rng(6)
+    for _ in range(20):
+        cases = [(rng.random(60).astype(np.float32) ** 3, rng.random(60) < 0.4) for _ in range(15)]
+        values = np.unique(np.concatenate([p for p, _ in cases] + [np.float32([0, 1])]))
+        mapped = np.sort(rng.choice(np.arange(1, 2**23, dtype=np.uint32), values.size - 2, replace=False))
+        image = np.concatenate([[0], mapped.astype(np.float32) / 2**23, [1]]).astype(np.float32)
+        moved = [(image[np.searchsorted(values, p)], reference) for p, reference in cases]
+        fitted, refitted = _fit(cases, 0.15), _fit(moved, 0.15)
+        assert refitted.threshold == image[np.searchsorted(values, np.float32(fitted.threshold))]
+        for (p, _), (q, _) in zip(cases, moved):
+            np.testing.assert_array_equal(p >= fitted.threshold, q >= refitted.threshold)

@@ -52,7 +52,9 @@ def _nbytes(stats) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--size", type=int, default=160)
     parser.add_argument("--reps", type=int, default=5)
     args = parser.parse_args()
@@ -81,7 +83,10 @@ def main() -> None:
     print(
         format_table(
             ["stage", "median ms", "ns / voxel"],
-            [[name, f"{1e3 * median(t):.1f}", f"{1e9 * median(t) / voxels:.2f}"] for name, t in times.items()],
+            [
+                [name, f"{1e3 * median(t):.1f}", f"{1e9 * median(t) / voxels:.2f}"]
+                for name, t in times.items()
+            ],
         )
     )
     one_pass1, one_pass2 = case_fnr_stats(chunks(p, reference)), case_bin_stats(chunks(p, reference), bin)

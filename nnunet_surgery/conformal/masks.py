@@ -9,10 +9,11 @@ multiplicities W (R, n) (`calibration.bootstrap.case_weights`), then `mask_metri
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import astuple, dataclass, fields
+from dataclasses import dataclass, fields
 
 import numpy as np
 
+from nnunet_surgery.conformal._merge import sum_fields
 from nnunet_surgery.conformal.keys import as_probabilities, float32_at_least
 from nnunet_surgery.conformal.threshold import EmptyReferences, check_empty_references
 
@@ -73,7 +74,8 @@ class CaseMaskCounts:
     missed: int = 0
 
     def merge(self, other: CaseMaskCounts) -> CaseMaskCounts:
-        return CaseMaskCounts(*(a + b for a, b in zip(astuple(self), astuple(other), strict=True)))
+        """Counts of both voxel sets (chunks of one case)."""
+        return sum_fields(self, other)
 
 
 def case_mask_counts(
@@ -140,11 +142,12 @@ class MaskSums:
         )
 
     def merge(self, other: MaskSums) -> MaskSums:
-        return MaskSums(*(a + b for a, b in zip(astuple(self), astuple(other), strict=True)))
+        """Sums over both case sets."""
+        return sum_fields(self, other)
 
     def vector(self) -> np.ndarray:
         """(F,) float64, the fields in MASK_FIELDS order (rows of a bootstrap's case matrix)."""
-        return np.array(astuple(self), dtype=np.float64)
+        return np.array([getattr(self, name) for name in MASK_FIELDS], dtype=np.float64)
 
     def metrics(self, empty_references: EmptyReferences = "count") -> dict[str, float]:
         """`mask_metrics` of these sums, as floats."""

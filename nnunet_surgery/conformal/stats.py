@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from nnunet_surgery.conformal._merge import sum_fields
 from nnunet_surgery.conformal.keys import N_COARSE, float32_at_least, order_keys
 
 __all__ = [
@@ -67,11 +68,7 @@ class CaseCounts:
 
     def merge(self, other: CaseCounts) -> CaseCounts:
         """Counts of both voxel sets (chunks of one case)."""
-        return CaseCounts(
-            self.n_reference + other.n_reference,
-            self.coarse + other.coarse,
-            self.below_grid + other.below_grid,
-        )
+        return sum_fields(self, other)
 
 
 @dataclass(frozen=True)
@@ -123,14 +120,7 @@ class FnrStats:
 
     def merge(self, other: FnrStats) -> FnrStats:
         """Statistics of both case sets (merge in case order for reproducible float sums)."""
-        return FnrStats(
-            self.n_cases + other.n_cases,
-            self.n_empty + other.n_empty,
-            self.n_reference + other.n_reference,
-            self.coarse_counts + other.coarse_counts,
-            self.coarse_weights + other.coarse_weights,
-            self.grid_weights + other.grid_weights,
-        )
+        return sum_fields(self, other)
 
 
 def _merge_sparse(

@@ -1,7 +1,8 @@
 """The conformal risk control threshold for the false-negative rate (the compute stage).
 
-Angelopoulos, Bates, Fisch, Lei, Schuster, "Conformal Risk Control", ICLR 2024, eq. (4): for losses
-L_i(t) in [0, B], non-decreasing in t, over n calibration cases,
+Angelopoulos, Bates, Fisch, Lei, Schuster, "Conformal Risk Control", ICLR 2024: for losses L_i(t) in
+[0, B], non-decreasing and left-continuous in t (the paper's non-increasing, right-continuous losses in
+lambda = -t, whose infimum becomes our supremum), over n calibration cases,
 
     t_hat = sup { t : n / (n + 1) * mean_i L_i(t) + B / (n + 1) <= alpha },
 

@@ -33,6 +33,17 @@ from nnunet_surgery.targets import as_channel_target, as_float, is_onehot
 __all__ = ["surgical_sigmoid", "surgical_sigmoid_sums", "surgical_softmax"]
 
 
+def _region_target(logits: torch.Tensor, target: torch.Tensor, caller: str) -> torch.Tensor:
+    """`target` as a region tensor of the logits' shape (`as_channel_target`), else ValueError naming `caller`."""
+    target = as_channel_target(logits, target)
+    if not is_onehot(logits, target):
+        raise ValueError(
+            f"{caller} needs a region target of the logits' shape {tuple(logits.shape)}, "
+            f"but got {tuple(target.shape)}"
+        )
+    return target
+
+
 def _math_dtype(logits: torch.Tensor) -> torch.dtype:
     return torch.float64 if logits.dtype == torch.float64 else torch.float32
 
@@ -267,12 +278,7 @@ def surgical_sigmoid(
     Returns:
         Probabilities `(b, c, *spatial)` in float32 (float64 for float64 logits).
     """
-    target = as_channel_target(logits, target)
-    if not is_onehot(logits, target):
-        raise ValueError(
-            f"surgical_sigmoid needs a region target of the logits' shape {tuple(logits.shape)}, "
-            f"but got {tuple(target.shape)}"
-        )
+    target = _region_target(logits, target, "surgical_sigmoid")
     return _SurgicalSigmoid.apply(logits, target.detach(), validate_exponent(exponent))
 
 
@@ -295,10 +301,5 @@ def surgical_sigmoid_sums(
     Returns:
         `(b, c)` each, float32 (float64 for float64 logits).
     """
-    target = as_channel_target(logits, target)
-    if not is_onehot(logits, target):
-        raise ValueError(
-            f"surgical_sigmoid_sums needs a region target of the logits' shape {tuple(logits.shape)}, "
-            f"but got {tuple(target.shape)}"
-        )
+    target = _region_target(logits, target, "surgical_sigmoid_sums")
     return _SurgicalSigmoidSums.apply(logits, target.detach(), validate_exponent(exponent))

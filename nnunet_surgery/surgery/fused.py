@@ -63,10 +63,11 @@ def available() -> bool:
     return triton is not None and os.environ.get(ENV_SWITCH, "1") != "0" and not _failed
 
 
-def _launch(kernel, grid, *args, **meta) -> bool:
-    """Launch `kernel`; on a compile error, warn once, turn the fused path off and return False."""
+def _run(kernel, rows: int, voxels: int, result: torch.Tensor, *args, **meta) -> torch.Tensor | None:
+    """Launch `kernel` on a grid of `rows` x blocks of `BLOCK` voxels; `result` (which it writes) if it ran,
+    None if it failed to compile: then it warns once and turns the fused path off for this process."""
     try:
-        kernel[grid](*args, **meta)
+        kernel[(triton.cdiv(voxels, BLOCK), rows)](*args, BLOCK=BLOCK, **meta)
     except Exception as err:  # Triton raises its own error types while compiling for a device
         _failed.append(f"{type(err).__name__}: {err}")
         warnings.warn(
@@ -75,8 +76,8 @@ def _launch(kernel, grid, *args, **meta) -> bool:
             RuntimeWarning,
             stacklevel=3,
         )
-        return False
-    return True
+        return None
+    return result
 
 
 def _exponent_args(exponent: float | None) -> dict:
@@ -110,6 +111,13 @@ if triton is not None:
         kahan = tl.abs(x) < 0.5
         log_u = tl.log(tl.where(kahan & (d != 0.0), u, 2.0))  # 2.0: a placeholder where it is not used
         return tl.where(kahan, tl.where(d == 0.0, x, d * (x / log_u)), d)
+
+    @triton.jit
+    def _voxel_block(S, BLOCK: tl.constexpr):
+        """This program's row (grid axis 1: an image, or an image's channel) as int64, its block of voxel
+        offsets (grid axis 0) and their mask (`< S`)."""
+        offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        return tl.program_id(1).to(tl.int64), offs, offs < S
 
     @triton.jit
     def _decline(x, exponent, floor):
@@ -146,9 +154,7 @@ if triton is not None:
         EXACT_SUM: tl.constexpr,
         BLOCK: tl.constexpr,
     ):
-        b = tl.program_id(1).to(tl.int64)
-        offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-        mask = offs < S
+        b, offs, mask = _voxel_block(S, BLOCK)
         p_fg = tl.load(p_ptr + b * 2 * S + S + offs, mask=mask, other=0.0)
         y = tl.load(y_ptr + b * y_batch_stride + y_offset + offs, mask=mask, other=0)
         if LABEL_MAP:
@@ -160,9 +166,7 @@ if triton is not None:
 
     @triton.jit
     def _two_channel_backward_kernel(g_ptr, w_ptr, out_ptr, S, BLOCK: tl.constexpr):
-        b = tl.program_id(1).to(tl.int64)
-        offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-        mask = offs < S
+        b, offs, mask = _voxel_block(S, BLOCK)
         g_bg = tl.load(g_ptr + b * 2 * S + offs, mask=mask, other=0.0).to(tl.float32)
         g_fg = tl.load(g_ptr + b * 2 * S + S + offs, mask=mask, other=0.0).to(tl.float32)
         weight = tl.load(w_ptr + b * S + offs, mask=mask, other=0.0)
@@ -186,9 +190,7 @@ if triton is not None:
         HAS_EXPONENT: tl.constexpr,
         BLOCK: tl.constexpr,
     ):
-        b = tl.program_id(1).to(tl.int64)
-        offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-        mask = offs < S
+        b, offs, mask = _voxel_block(S, BLOCK)
         if LABEL_MAP:  # p_y = p[y]; a label outside [0, C) reads the nearest channel, never out of bounds
             y = tl.load(y_ptr + b * y_batch_stride + offs, mask=mask, other=0).to(tl.int32)
             y = tl.minimum(tl.maximum(y, 0), C - 1)
@@ -212,9 +214,7 @@ if triton is not None:
 
     @triton.jit
     def _softmax_backward_kernel(g_ptr, p_ptr, s_ptr, out_ptr, S, C, BLOCK: tl.constexpr):
-        b = tl.program_id(1).to(tl.int64)
-        offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-        mask = offs < S
+        b, offs, mask = _voxel_block(S, BLOCK)
         start = b * C * S + offs
         dot = tl.full([BLOCK], 0.0, tl.float32)  # <p, g>, channel by channel
         p_at, g_at = p_ptr + start, g_ptr + start
@@ -249,9 +249,7 @@ if triton is not None:
         EXACT_SUM: tl.constexpr,
         BLOCK: tl.constexpr,
     ):
-        row = tl.program_id(1).to(tl.int64)
-        offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-        mask = offs < S
+        row, offs, mask = _voxel_block(S, BLOCK)
         p = tl.load(p_ptr + row * S + offs, mask=mask, other=0.0)
         y = tl.load(y_ptr + row * S + offs, mask=mask, other=0).to(tl.float32)
         if PAIR:
@@ -289,11 +287,12 @@ def two_channel_weight(
     b, _, voxels = _rows_and_voxels(probs)
     target = _target_layout(target)
     weight = torch.empty((b, 1, *probs.shape[2:]), dtype=torch.float32, device=probs.device)
-    grid = (triton.cdiv(voxels, BLOCK), b)
     y_offset = voxels if onehot else 0  # the foreground channel of a one-hot target
-    ok = _launch(
+    return _run(
         _two_channel_weight_kernel,
-        grid,
+        b,
+        voxels,
+        weight,
         probs,
         target,
         weight,
@@ -301,10 +300,8 @@ def two_channel_weight(
         target.shape[1] * voxels,
         y_offset,
         LABEL_MAP=not onehot,
-        BLOCK=BLOCK,
         **_exponent_args(exponent),
     )
-    return weight if ok else None
 
 
 def two_channel_backward(
@@ -320,9 +317,7 @@ def two_channel_backward(
     grad_probs = grad_probs.contiguous()
     b, _, voxels = _rows_and_voxels(grad_probs)
     out = torch.empty(grad_probs.shape, dtype=out_dtype, device=grad_probs.device)
-    grid = (triton.cdiv(voxels, BLOCK), b)
-    ok = _launch(_two_channel_backward_kernel, grid, grad_probs, weight, out, voxels, BLOCK=BLOCK)
-    return out if ok else None
+    return _run(_two_channel_backward_kernel, b, voxels, out, grad_probs, weight, out, voxels)
 
 
 def softmax_scale(
@@ -341,9 +336,11 @@ def softmax_scale(
     scale = torch.empty((b, 1, *probs.shape[2:]), dtype=torch.float32, device=probs.device)
     args = _exponent_args(exponent)
     args.pop("EXACT_SUM")
-    ok = _launch(
+    return _run(
         _softmax_scale_kernel,
-        (triton.cdiv(voxels, BLOCK), b),
+        b,
+        voxels,
+        scale,
         probs,
         target,
         scale,
@@ -352,10 +349,8 @@ def softmax_scale(
         target.shape[1] * voxels,
         p_y_min=P_Y_MIN,
         LABEL_MAP=not onehot,
-        BLOCK=BLOCK,
         **args,
     )
-    return scale if ok else None
 
 
 def softmax_backward(
@@ -372,18 +367,7 @@ def softmax_backward(
     grad_probs = grad_probs.contiguous()
     b, channels, voxels = _rows_and_voxels(probs)
     out = torch.empty(probs.shape, dtype=out_dtype, device=probs.device)
-    ok = _launch(
-        _softmax_backward_kernel,
-        (triton.cdiv(voxels, BLOCK), b),
-        grad_probs,
-        probs,
-        scale,
-        out,
-        voxels,
-        channels,
-        BLOCK=BLOCK,
-    )
-    return out if ok else None
+    return _run(_softmax_backward_kernel, b, voxels, out, grad_probs, probs, scale, out, voxels, channels)
 
 
 def sigmoid_backward(
@@ -413,9 +397,11 @@ def sigmoid_backward(
     else:
         offset = slope = probs  # unused by the kernel
         grad_tensor = grad.contiguous()
-    ok = _launch(
+    return _run(
         _sigmoid_backward_kernel,
-        (triton.cdiv(voxels, BLOCK), b * channels),
+        b * channels,
+        voxels,
+        out,
         probs,
         target,
         grad_tensor,
@@ -424,7 +410,5 @@ def sigmoid_backward(
         out,
         voxels,
         PAIR=pair,
-        BLOCK=BLOCK,
         **_exponent_args(exponent),
     )
-    return out if ok else None

@@ -59,39 +59,12 @@ def _fused(t: torch.Tensor) -> bool:
     )
 
 
-def _two_channel_weight(probs: torch.Tensor, target: torch.Tensor, onehot: bool, exponent: float | None):
-    """Listing 1's `w(|y_fg - p_fg|)`, `(b, 1, *spatial)`, from the softmax's foreground channel."""
-    if _fused(probs):
-        weight = fused.two_channel_weight(probs.contiguous(), target, onehot, exponent)
-        if weight is not None:
-            return weight
-    y_fg = target[:, 1:2] if onehot else (target == 1)
-    return error_weight_((as_float(y_fg, probs.dtype) - probs[:, 1:2]).abs_(), exponent)
-
-
-def _two_channel_backward(grad_probs: torch.Tensor, weight: torch.Tensor, logits_dtype: torch.dtype):
-    """Listing 1: `grad_fg = w (g_fg - g_bg)`, `grad_bg = -grad_fg`, `(b, 2, *spatial)` of `logits_dtype`."""
-    if _fused(weight):
-        grad_logits = fused.two_channel_backward(grad_probs, weight, logits_dtype)
-        if grad_logits is not None:
-            return grad_logits
-    grad_probs = grad_probs.to(weight.dtype)
-    if torch.compiler.is_compiling():  # dynamo refuses `out=` views; inductor fuses this anyway
-        grad_fg = (grad_probs[:, 1:2] - grad_probs[:, 0:1]) * weight
-        return torch.cat((-grad_fg, grad_fg), 1).to(logits_dtype)
-    grad_logits = torch.empty(grad_probs.shape, dtype=weight.dtype, device=weight.device)  # one buffer
-    grad_fg = grad_logits[:, 1:2]
-    torch.sub(grad_probs[:, 1:2], grad_probs[:, 0:1], out=grad_fg).mul_(weight)
-    torch.neg(grad_fg, out=grad_logits[:, 0:1])
-    return grad_logits.to(logits_dtype)
-
-
-def _softmax_scale(probs: torch.Tensor, target: torch.Tensor, onehot: bool, exponent: float | None):
-    """`s(p_y)`, `(b, 1, *spatial)`, of the K-channel rescale."""
-    if _fused(probs):
-        scale = fused.softmax_scale(probs.contiguous(), target, onehot, exponent)
-        if scale is not None:
-            return scale
+def _softmax_factor(probs: torch.Tensor, target: torch.Tensor, onehot: bool, exponent: float | None):
+    """ATen: Listing 1's weight `w(|y_fg - p_fg|)` from the foreground channel (two channels) or the rescale
+    `s(p_y)` (K channels), `(b, 1, *spatial)`."""
+    if probs.shape[1] == 2:
+        y_fg = target[:, 1:2] if onehot else (target == 1)
+        return error_weight_((as_float(y_fg, probs.dtype) - probs[:, 1:2]).abs_(), exponent)
     if onehot:
         p_y = (probs * as_float(target, probs.dtype)).sum(1, keepdim=True)
     else:
@@ -100,17 +73,23 @@ def _softmax_scale(probs: torch.Tensor, target: torch.Tensor, onehot: bool, expo
 
 
 def _softmax_backward(
-    grad_probs: torch.Tensor, probs: torch.Tensor, scale: torch.Tensor, logits_dtype: torch.dtype
-):
-    """`s p (g - <p, g>)`, `(b, c, *spatial)` of `logits_dtype`."""
-    if _fused(probs):
-        grad_logits = fused.softmax_backward(grad_probs, probs.contiguous(), scale, logits_dtype)
-        if grad_logits is not None:
-            return grad_logits
-    grad_probs = grad_probs.to(probs.dtype)
-    # the plain softmax VJP p (g - <p, g>) by ATen's fused softmax backward (Inductor decomposes it)
-    plain = torch.ops.aten._softmax_backward_data(grad_probs, probs, 1, probs.dtype)
-    return plain.mul_(scale).to(logits_dtype)
+    grad_probs: torch.Tensor, probs: torch.Tensor | None, factor: torch.Tensor, logits_dtype: torch.dtype
+) -> torch.Tensor:
+    """ATen: Listing 1 (`factor` = w; `probs` unused) or `s p (g - <p, g>)` (`factor` = s), of `logits_dtype`."""
+    grad_probs = grad_probs.to(factor.dtype)
+    if (
+        grad_probs.shape[1] > 2
+    ):  # the plain softmax VJP by ATen's fused softmax backward (Inductor decomposes it)
+        plain = torch.ops.aten._softmax_backward_data(grad_probs, probs, 1, probs.dtype)
+        return plain.mul_(factor).to(logits_dtype)
+    if torch.compiler.is_compiling():  # dynamo refuses `out=` views; inductor fuses this anyway
+        grad_fg = (grad_probs[:, 1:2] - grad_probs[:, 0:1]) * factor
+        return torch.cat((-grad_fg, grad_fg), 1).to(logits_dtype)
+    grad_logits = torch.empty(grad_probs.shape, dtype=factor.dtype, device=factor.device)  # one buffer
+    grad_fg = grad_logits[:, 1:2]
+    torch.sub(grad_probs[:, 1:2], grad_probs[:, 0:1], out=grad_fg).mul_(factor)
+    torch.neg(grad_fg, out=grad_logits[:, 0:1])
+    return grad_logits.to(logits_dtype)
 
 
 def _sigmoid_grad(
@@ -150,30 +129,41 @@ def _sigmoid_grad(
 
 
 class _SurgicalSoftmax(torch.autograd.Function):
-    """softmax over dim 1 with the surgical backward; see the module docstring."""
+    """softmax over dim 1 with the surgical backward; see the module docstring.
+
+    Saved for the backward: on the fused path the probabilities and the target (the kernel computes the
+    weight or rescale itself); on the ATen path Listing 1's weight (two channels) or the probabilities and
+    the rescale (K channels).
+    """
 
     @staticmethod
     def forward(ctx, logits: torch.Tensor, target: torch.Tensor, exponent: float | None) -> torch.Tensor:
-        ctx.logits_dtype = logits.dtype
+        ctx.logits_dtype, ctx.exponent = logits.dtype, exponent
         with torch.autocast(device_type=logits.device.type, enabled=False):
             probs = torch.softmax(logits.to(_math_dtype(logits)), 1)
-            onehot_target = is_onehot(logits, target)
-            ctx.two_channel = probs.shape[1] == 2
-            if ctx.two_channel:
-                ctx.save_for_backward(_two_channel_weight(probs, target, onehot_target, exponent))
+            ctx.onehot = is_onehot(logits, target)
+            ctx.fused = _fused(probs)
+            if ctx.fused:
+                ctx.save_for_backward(probs, target)
             else:
-                ctx.save_for_backward(probs, _softmax_scale(probs, target, onehot_target, exponent))
+                factor = _softmax_factor(probs, target, ctx.onehot, exponent)
+                ctx.save_for_backward(*(() if probs.shape[1] == 2 else (probs,)), factor)
         return probs
 
     @staticmethod
     def backward(ctx, grad_probs: torch.Tensor):
-        if ctx.two_channel:
-            (weight,) = ctx.saved_tensors
-            grad_logits = _two_channel_backward(grad_probs, weight, ctx.logits_dtype)
+        if ctx.fused:
+            probs, target = ctx.saved_tensors
+            grad_logits = fused.softmax_backward(
+                grad_probs, probs.contiguous(), target, ctx.onehot, ctx.exponent, ctx.logits_dtype
+            )
+            if grad_logits is not None:
+                return grad_logits, None, None
+            factor = _softmax_factor(probs, target, ctx.onehot, ctx.exponent)  # the kernel failed: ATen
         else:
-            probs, scale = ctx.saved_tensors
-            grad_logits = _softmax_backward(grad_probs, probs, scale, ctx.logits_dtype)
-        return grad_logits, None, None
+            *rest, factor = ctx.saved_tensors
+            probs = rest[0] if rest else None
+        return _softmax_backward(grad_probs, probs, factor, ctx.logits_dtype), None, None
 
 
 def _sigmoid_forward(ctx, logits: torch.Tensor, target: torch.Tensor, exponent: float | None) -> torch.Tensor:

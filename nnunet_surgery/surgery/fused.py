@@ -4,13 +4,14 @@ With ATen operators the error weight of Eq. 10 is about a dozen elementwise kern
 tensor of the logits' size: on a GPU, where such kernels are bound by memory bandwidth, that made the
 surgical loss 1.5-3.3x nnU-Net's stock loss. Here each step is one kernel that reads its operands once:
 
-- `two_channel_weight`: `w = w(|y_fg - p_fg|)` from the softmax's foreground channel (Listing 1's forward);
-- `two_channel_backward`: `grad_fg = w (g_fg - g_bg)`, `grad_bg = -grad_fg`, in the logits' dtype;
-- `softmax_scale`: `s(p_y)` of the K-channel rescale (docs/surgery.md#multi-class-rescale);
-- `softmax_backward`: `s p (g - <p, g>)`, the plain softmax vector-Jacobian product rescaled, in the logits'
-  dtype;
+- `softmax_backward`: two channels, Listing 1 (`w = w(|y_fg - p_fg|)` from the foreground channel,
+  `grad_fg = w (g_fg - g_bg)`, `grad_bg = -grad_fg`); K channels, `s(p_y) p (g - <p, g>)`, the plain softmax
+  vector-Jacobian product rescaled (docs/surgery.md#multi-class-rescale). The weight or rescale is computed
+  in the backward from the saved probabilities and the target, so the forward is a plain softmax;
 - `sigmoid_backward`: `dL/dp * w(|y - p|)`, `dL/dp` a tensor or the `offset + slope y` pair of a region
-  loss's sums, in the logits' dtype.
+  loss's sums.
+
+Each writes its result in the logits' dtype, so no separate cast follows.
 
 The formulas are those of `weights.py`, evaluated in float32 with `exp` and `log` only: `log1p` and
 `expm1` are written with Goldberg's and Kahan's compensations (`_log1p`, `_expm1`), exact to a few
@@ -39,15 +40,7 @@ try:  # Triton ships with PyTorch's CUDA wheels on Linux; elsewhere the ATen pat
 except ImportError:  # pragma: no cover - depends on the installation
     triton = None
 
-__all__ = [
-    "ENV_SWITCH",
-    "available",
-    "sigmoid_backward",
-    "softmax_backward",
-    "softmax_scale",
-    "two_channel_backward",
-    "two_channel_weight",
-]
+__all__ = ["ENV_SWITCH", "available", "sigmoid_backward", "softmax_backward"]
 
 #: Environment variable that turns the fused kernels off when set to 0 (the ATen operators are used).
 ENV_SWITCH = "NNUNET_SURGERY_FUSED"
@@ -140,13 +133,13 @@ if triton is not None:
         return weight
 
     @triton.jit
-    def _two_channel_weight_kernel(
+    def _listing1_backward_kernel(
+        g_ptr,
         p_ptr,
         y_ptr,
-        w_ptr,
+        out_ptr,
         S,
         y_batch_stride,
-        y_offset,
         exponent,
         floor,
         LABEL_MAP: tl.constexpr,
@@ -154,32 +147,29 @@ if triton is not None:
         EXACT_SUM: tl.constexpr,
         BLOCK: tl.constexpr,
     ):
+        """Two channels: w from the foreground channel, grad_fg = w (g_fg - g_bg), grad_bg = -grad_fg."""
         b, offs, mask = _voxel_block(S, BLOCK)
-        p_fg = tl.load(p_ptr + b * 2 * S + S + offs, mask=mask, other=0.0)
-        y = tl.load(y_ptr + b * y_batch_stride + y_offset + offs, mask=mask, other=0)
-        if LABEL_MAP:
+        start = b * 2 * S + offs
+        p_fg = tl.load(p_ptr + start + S, mask=mask, other=0.0)
+        if LABEL_MAP:  # the foreground: the voxels labelled 1
+            y = tl.load(y_ptr + b * y_batch_stride + offs, mask=mask, other=0)
             y_fg = tl.where(y == 1, 1.0, 0.0)
-        else:
-            y_fg = y.to(tl.float32)
+        else:  # channel 1 of a one-hot target
+            y_fg = tl.load(y_ptr + b * y_batch_stride + S + offs, mask=mask, other=0).to(tl.float32)
         weight = _error_weight(tl.abs(y_fg - p_fg), exponent, floor, HAS_EXPONENT, EXACT_SUM)
-        tl.store(w_ptr + b * S + offs, weight, mask=mask)
-
-    @triton.jit
-    def _two_channel_backward_kernel(g_ptr, w_ptr, out_ptr, S, BLOCK: tl.constexpr):
-        b, offs, mask = _voxel_block(S, BLOCK)
-        g_bg = tl.load(g_ptr + b * 2 * S + offs, mask=mask, other=0.0).to(tl.float32)
-        g_fg = tl.load(g_ptr + b * 2 * S + S + offs, mask=mask, other=0.0).to(tl.float32)
-        weight = tl.load(w_ptr + b * S + offs, mask=mask, other=0.0)
+        g_bg = tl.load(g_ptr + start, mask=mask, other=0.0).to(tl.float32)
+        g_fg = tl.load(g_ptr + start + S, mask=mask, other=0.0).to(tl.float32)
         grad_fg = (g_fg - g_bg) * weight
         out_ty = out_ptr.dtype.element_ty
-        tl.store(out_ptr + b * 2 * S + offs, (-grad_fg).to(out_ty), mask=mask)
-        tl.store(out_ptr + b * 2 * S + S + offs, grad_fg.to(out_ty), mask=mask)
+        tl.store(out_ptr + start, (-grad_fg).to(out_ty), mask=mask)
+        tl.store(out_ptr + start + S, grad_fg.to(out_ty), mask=mask)
 
     @triton.jit
-    def _softmax_scale_kernel(
+    def _rescaled_softmax_backward_kernel(
+        g_ptr,
         p_ptr,
         y_ptr,
-        s_ptr,
+        out_ptr,
         S,
         C,
         y_batch_stride,
@@ -188,42 +178,39 @@ if triton is not None:
         p_y_min,
         LABEL_MAP: tl.constexpr,
         HAS_EXPONENT: tl.constexpr,
+        EXACT_SUM: tl.constexpr,
         BLOCK: tl.constexpr,
     ):
+        """K channels: s(p_y) p (g - <p, g>), channel by channel (pointers advance by S: 64-bit offsets)."""
         b, offs, mask = _voxel_block(S, BLOCK)
+        start = b * C * S + offs
         if LABEL_MAP:  # p_y = p[y]; a label outside [0, C) reads the nearest channel, never out of bounds
             y = tl.load(y_ptr + b * y_batch_stride + offs, mask=mask, other=0).to(tl.int32)
             y = tl.minimum(tl.maximum(y, 0), C - 1)
-            p_y = tl.load(p_ptr + b * C * S + y.to(tl.int64) * S + offs, mask=mask, other=1.0)
-        else:  # one-hot: p_y = sum_c p_c y_c, channel by channel (pointers advance by S: 64-bit offsets)
-            p_at = p_ptr + b * C * S + offs
-            y_at = y_ptr + b * y_batch_stride + offs
+            p_y = tl.load(p_ptr + start + y.to(tl.int64) * S, mask=mask, other=1.0)
+        else:  # one-hot: p_y = sum_c p_c y_c
+            p_at, y_at = p_ptr + start, y_ptr + b * y_batch_stride + offs
             p_y = tl.full([BLOCK], 0.0, tl.float32)
             for _ in range(C):
                 y = tl.load(y_at, mask=mask, other=0).to(tl.float32)
                 p_y += tl.load(p_at, mask=mask, other=0.0) * y
                 p_at += S
                 y_at += S
-        if HAS_EXPONENT:  # 0.25 (1 - (1 - p_y)**n) / p_y * (1 - p_y**n), p_y clamped at the smallest normal
+        if (
+            HAS_EXPONENT
+        ):  # s = 0.25 (1 - (1 - p_y)**n) / p_y * (1 - p_y**n), p_y clamped at the smallest normal
             p = tl.maximum(p_y, 1.1754943508222875e-38)
             head = -_expm1(exponent * _log1p(-p)) / p
             scale = 0.25 * head * (1.0 - _decline(p, exponent, floor))
         else:
             scale = 0.25 / tl.maximum(p_y, p_y_min)
-        tl.store(s_ptr + b * S + offs, scale, mask=mask)
-
-    @triton.jit
-    def _softmax_backward_kernel(g_ptr, p_ptr, s_ptr, out_ptr, S, C, BLOCK: tl.constexpr):
-        b, offs, mask = _voxel_block(S, BLOCK)
-        start = b * C * S + offs
-        dot = tl.full([BLOCK], 0.0, tl.float32)  # <p, g>, channel by channel
+        dot = tl.full([BLOCK], 0.0, tl.float32)  # <p, g>
         p_at, g_at = p_ptr + start, g_ptr + start
         for _ in range(C):
             g = tl.load(g_at, mask=mask, other=0.0).to(tl.float32)
             dot += tl.load(p_at, mask=mask, other=0.0) * g
             p_at += S
             g_at += S
-        scale = tl.load(s_ptr + b * S + offs, mask=mask, other=0.0)
         p_at, g_at, out_at = p_ptr + start, g_ptr + start, out_ptr + start
         for _ in range(C):  # the second read of a block's channels comes from the cache
             g = tl.load(g_at, mask=mask, other=0.0).to(tl.float32)
@@ -273,101 +260,41 @@ def _target_layout(target: torch.Tensor) -> torch.Tensor:
     return target.contiguous()
 
 
-def two_channel_weight(
-    probs: torch.Tensor, target: torch.Tensor, onehot: bool, exponent: float | None
-) -> torch.Tensor | None:
-    """Listing 1's weight `w(|y_fg - p_fg|)`, `(b, 1, *spatial)` float32, or None if the kernel failed.
-
-    Args:
-        probs: softmax output `(b, 2, *spatial)`, float32, contiguous.
-        target: label map `(b, 1, *spatial)` (foreground: the voxels equal to 1) or one-hot `(b, 2, *spatial)`.
-        onehot: whether `target` is one-hot.
-        exponent: decline exponent `n`, or None.
-    """
-    b, _, voxels = _rows_and_voxels(probs)
-    target = _target_layout(target)
-    weight = torch.empty((b, 1, *probs.shape[2:]), dtype=torch.float32, device=probs.device)
-    y_offset = voxels if onehot else 0  # the foreground channel of a one-hot target
-    return _run(
-        _two_channel_weight_kernel,
-        b,
-        voxels,
-        weight,
-        probs,
-        target,
-        weight,
-        voxels,
-        target.shape[1] * voxels,
-        y_offset,
-        LABEL_MAP=not onehot,
-        **_exponent_args(exponent),
-    )
-
-
-def two_channel_backward(
-    grad_probs: torch.Tensor, weight: torch.Tensor, out_dtype: torch.dtype
-) -> torch.Tensor | None:
-    """Listing 1's backward, `(b, 2, *spatial)` of `out_dtype`, or None if the kernel failed.
-
-    Args:
-        grad_probs: `dL/dp`, `(b, 2, *spatial)`, any float dtype and strides.
-        weight: `two_channel_weight`'s output.
-        out_dtype: the logits' dtype.
-    """
-    grad_probs = grad_probs.contiguous()
-    b, _, voxels = _rows_and_voxels(grad_probs)
-    out = torch.empty(grad_probs.shape, dtype=out_dtype, device=grad_probs.device)
-    return _run(_two_channel_backward_kernel, b, voxels, out, grad_probs, weight, out, voxels)
-
-
-def softmax_scale(
-    probs: torch.Tensor, target: torch.Tensor, onehot: bool, exponent: float | None
-) -> torch.Tensor | None:
-    """The K-channel rescale `s(p_y)`, `(b, 1, *spatial)` float32, or None if the kernel failed.
-
-    Args:
-        probs: softmax output `(b, c, *spatial)`, float32, contiguous.
-        target: label map `(b, 1, *spatial)` with values in `[0, c)`, or one-hot `(b, c, *spatial)`.
-        onehot: whether `target` is one-hot.
-        exponent: decline exponent `n`, or None (`0.25 / max(p_y, P_Y_MIN)`).
-    """
-    b, channels, voxels = _rows_and_voxels(probs)
-    target = _target_layout(target)
-    scale = torch.empty((b, 1, *probs.shape[2:]), dtype=torch.float32, device=probs.device)
-    args = _exponent_args(exponent)
-    args.pop("EXACT_SUM")
-    return _run(
-        _softmax_scale_kernel,
-        b,
-        voxels,
-        scale,
-        probs,
-        target,
-        scale,
-        voxels,
-        channels,
-        target.shape[1] * voxels,
-        p_y_min=P_Y_MIN,
-        LABEL_MAP=not onehot,
-        **args,
-    )
-
-
 def softmax_backward(
-    grad_probs: torch.Tensor, probs: torch.Tensor, scale: torch.Tensor, out_dtype: torch.dtype
+    grad_probs: torch.Tensor,
+    probs: torch.Tensor,
+    target: torch.Tensor,
+    onehot: bool,
+    exponent: float | None,
+    out_dtype: torch.dtype,
 ) -> torch.Tensor | None:
-    """`s p (g - <p, g>)`, `(b, c, *spatial)` of `out_dtype`, or None if the kernel failed.
+    """The surgical softmax's logit gradient, `(b, c, *spatial)` of `out_dtype`, or None if the kernel failed.
+
+    Two channels: Listing 1, `w` from the foreground channel. K channels: `s(p_y) p (g - <p, g>)`. The
+    weight or rescale is computed here from the probabilities and the target, so the forward saves only
+    what a plain softmax saves (the probabilities) besides a reference to the target.
 
     Args:
         grad_probs: `dL/dp`, `(b, c, *spatial)`, any float dtype and strides.
         probs: softmax output, float32, contiguous.
-        scale: `softmax_scale`'s output.
+        target: label map `(b, 1, *spatial)` with values in `[0, c)` (two channels: foreground = 1), or
+            one-hot `(b, c, *spatial)`; any dtype.
+        onehot: whether `target` is one-hot.
+        exponent: decline exponent `n`, or None.
         out_dtype: the logits' dtype.
     """
-    grad_probs = grad_probs.contiguous()
+    grad_probs, target = grad_probs.contiguous(), _target_layout(target)
     b, channels, voxels = _rows_and_voxels(probs)
     out = torch.empty(probs.shape, dtype=out_dtype, device=probs.device)
-    return _run(_softmax_backward_kernel, b, voxels, out, grad_probs, probs, scale, out, voxels, channels)
+    y_batch_stride = target.shape[1] * voxels
+    meta = {"LABEL_MAP": not onehot, **_exponent_args(exponent)}
+    if channels == 2:
+        kernel, args = _listing1_backward_kernel, (grad_probs, probs, target, out, voxels, y_batch_stride)
+    else:
+        kernel, args = _rescaled_softmax_backward_kernel, (grad_probs, probs, target, out, voxels, channels)
+        args = (*args, y_batch_stride)
+        meta["p_y_min"] = P_Y_MIN
+    return _run(kernel, b, voxels, out, *args, **meta)
 
 
 def sigmoid_backward(

@@ -75,22 +75,49 @@ def _probs_with_extremes(b: int, c: int, spatial: tuple[int, ...], seed: int) ->
     return torch.softmax(z, 1)
 
 
+def _within(got: torch.Tensor, expected: torch.Tensor, bound: torch.Tensor) -> bool:
+    """|got - expected| <= the float32 arithmetic's `bound`, plus one rounding to the dtype of `got` (relative
+    eps, and the spacing of its subnormals)."""
+    info = torch.finfo(got.dtype)
+    rounding = 0.0 if got.dtype == torch.float32 else info.eps * expected.abs() + info.tiny * info.eps
+    return bool(((got.double() - expected).abs() <= bound + rounding + 1e-30).all())
+
+
+def _targets(labels: torch.Tensor, channels: int) -> dict[str, tuple[torch.Tensor, bool]]:
+    """The target kinds nnU-Net and users hand over: `{kind: (target, onehot)}`."""
+    onehot = torch.nn.functional.one_hot(labels[:, 0], channels).movedim(-1, 1)
+    return {
+        "label-int16": (labels.to(torch.int16), False),
+        "label-float": (labels.float(), False),
+        "onehot-bool": (onehot.bool(), True),
+        "onehot-float": (onehot.float(), True),
+    }
+
+
+TARGET_KINDS = ["label-int16", "label-float", "onehot-bool", "onehot-float"]
+
+
+@pytest.mark.parametrize("out_dtype", [torch.float32, torch.float16])
 @pytest.mark.parametrize("exponent", EXPONENTS)
-@pytest.mark.parametrize("target_kind", ["label-int16", "label-float", "label-bool", "onehot"])
-def test_two_channel_weight_is_eq10_in_float64_within_derived_rounding(fused, exponent, target_kind):
+@pytest.mark.parametrize("target_kind", TARGET_KINDS)
+def test_two_channel_backward_is_listing1_in_float64_within_derived_rounding(
+    fused, exponent, target_kind, out_dtype
+):
+    """Listing 1 with `w` from the foreground channel (Eq. 10 in float64, plain pow), at the same float32
+    probabilities: the weight's bound (docs/surgery.md#numerics) times |g_fg - g_bg|, then one rounding."""
     probs = _probs_with_extremes(3, 2, (6, 5), seed=1)
     labels = torch.randint(0, 2, (3, 1, 6, 5), generator=torch.Generator().manual_seed(2))
-    target = {
-        "label-int16": labels.to(torch.int16),
-        "label-float": labels.float(),
-        "label-bool": labels.bool(),
-        "onehot": torch.cat([labels == 0, labels == 1], 1),
-    }[target_kind]
-    weight = fused.two_channel_weight(probs, target, target_kind == "onehot", exponent)
-    assert weight.shape == (3, 1, 6, 5) and weight.dtype == torch.float32
+    target, onehot = _targets(labels, 2)[target_kind]
+    grad_probs = torch.randn(3, 2, 6, 5, generator=torch.Generator().manual_seed(3))
+    got = fused.softmax_backward(grad_probs, probs, target, onehot, exponent, out_dtype)
+    assert got.shape == probs.shape and got.dtype == out_dtype
     e = (labels.to(torch.float64) - probs[:, 1:2].to(torch.float64)).abs()
-    expected = _paper_weight(e, exponent)
-    assert ((weight.to(torch.float64) - expected).abs() <= _weight_bound(e, expected, exponent)).all()
+    weight = _paper_weight(e, exponent)
+    difference = (grad_probs[:, 1:2] - grad_probs[:, 0:1]).double()
+    expected = torch.cat([-weight * difference, weight * difference], 1)
+    assert _within(
+        got, expected, _weight_bound(e, weight, exponent) * difference.abs() + 2 * U * expected.abs()
+    )
 
 
 def _reference_scale(p_y: torch.Tensor, n: int | None) -> torch.Tensor:
@@ -108,10 +135,28 @@ def _reference_scale(p_y: torch.Tensor, n: int | None) -> torch.Tensor:
     return torch.tensor(exact, dtype=torch.float64).view(p.shape)
 
 
+def _rescaled_expected(probs, grad_probs, labels, exponent):
+    """`s p (g - <p, g>)` with s exact (`_reference_scale`), and the bound of the float32 kernel: `1 - p_y^n`
+    to `(n + 4) u` absolute and `(1 - (1 - p_y)^n) / p_y` to 12 u relative (Goldberg's log1p, Kahan's
+    expm1), the vector-Jacobian product to 8 u of its terms' magnitudes."""
+    p, g = probs.double(), grad_probs.double()
+    p_y = p.gather(1, labels)
+    scale = _reference_scale(p_y, exponent)
+    n = exponent or 0
+    head = scale / (0.25 * (1 - p_y**n)).clamp_min(1e-300) if exponent else scale / 0.25
+    plain = p * (g - (p * g).sum(1, keepdim=True))
+    terms = p * (g.abs() + (p * g.abs()).sum(1, keepdim=True))
+    bound = 0.25 * head * (n + 16) * U * plain.abs() + 8 * U * scale * terms
+    return scale * plain, bound
+
+
+@pytest.mark.parametrize("out_dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("exponent", EXPONENTS)
 @pytest.mark.parametrize("channels", [3, 4, 5])
-@pytest.mark.parametrize("onehot", [False, True], ids=["label-map", "onehot"])
-def test_softmax_scale_is_the_rescale_in_float64_within_derived_rounding(fused, exponent, channels, onehot):
+@pytest.mark.parametrize("target_kind", TARGET_KINDS)
+def test_k_channel_backward_is_the_rescaled_softmax_gradient_within_derived_rounding(
+    fused, exponent, channels, target_kind, out_dtype
+):
     """Goldberg's log1p and Kahan's expm1 keep `(1 - (1 - p)^n) / p` to a few roundings down to p = 0 (where
     a plain `1 - exp(n log(1 - p))` cancels); `1 - p^n` carries `n u` absolute from `exp(n log p)`."""
     probs = _probs_with_extremes(2, channels, (7, 3), seed=channels)
@@ -119,51 +164,23 @@ def test_softmax_scale_is_the_rescale_in_float64_within_derived_rounding(fused, 
     labels = torch.randint(0, channels, (2, 1, 7, 3), generator=torch.Generator().manual_seed(5))
     labels[0, 0, 2, 2] = 0  # p_y = 1e-30
     labels[1, 0, :, 1] = 1  # p_y = 0 exactly (channel 0 is certain there)
-    target = torch.nn.functional.one_hot(labels[:, 0], channels).movedim(-1, 1) if onehot else labels.float()
-    scale = fused.softmax_scale(probs, target, onehot, exponent)
-    p_y = probs.gather(1, labels).to(torch.float64)
-    expected = _reference_scale(p_y, exponent)
-    n = exponent or 0
-    head = expected / (0.25 * (1 - p_y**n)).clamp_min(1e-300) if exponent else expected
-    bound = 0.25 * head * (n + 16) * U + 16 * U * expected
-    assert ((scale.to(torch.float64) - expected).abs() <= bound).all()
-    assert torch.isfinite(scale).all()
+    target, onehot = _targets(labels, channels)[target_kind]
+    grad_probs = torch.randn(probs.shape, generator=torch.Generator().manual_seed(6))
+    got = fused.softmax_backward(grad_probs, probs, target, onehot, exponent, out_dtype)
+    assert got.dtype == out_dtype and torch.isfinite(got).all()
+    assert _within(got, *_rescaled_expected(probs, grad_probs, labels, exponent))
 
 
 @pytest.mark.parametrize("exponent", [1, 5, 20])
-def test_softmax_scale_over_a_fine_grid_of_true_class_probabilities(fused, exponent):
+def test_k_channel_rescale_over_a_fine_grid_of_true_class_probabilities(fused, exponent):
     """Every p_y on a grid of 4001 float32 values over [0, 1], and its densest part near 1, where
     `(1 - p_y)^n` passes through the subnormals (n = 20: p_y in [0.987, 0.994]) and `1 - p_y^n` cancels."""
     p_y = torch.cat([torch.linspace(0, 1, 2001), torch.linspace(0.98, 1, 2000)]).view(1, 1, -1)
-    probs = torch.cat([p_y, 1 - p_y], 1)  # two channels, the true class is channel 0
-    labels = torch.zeros(1, 1, p_y.shape[-1])
-    scale = fused.softmax_scale(probs, labels, False, exponent)
-    expected = _reference_scale(p_y, exponent)
-    head = expected / (0.25 * (1 - p_y.double() ** exponent)).clamp_min(1e-300)
-    bound = 0.25 * head * (exponent + 16) * U + 16 * U * expected
-    assert ((scale.to(torch.float64) - expected).abs() <= bound).all()
-
-
-@pytest.mark.parametrize("out_dtype", [torch.float32, torch.float16, torch.bfloat16])
-@pytest.mark.parametrize("channels", [2, 4])
-def test_softmax_backward_kernels_equal_the_aten_formula_in_the_logits_dtype(fused, out_dtype, channels):
-    probs = _probs_with_extremes(2, channels, (5, 4, 3), seed=7)
-    gen = torch.Generator().manual_seed(8)
-    grad_probs = torch.randn(2, channels, 5, 4, 3, generator=gen).to(out_dtype).float()
-    scale = torch.rand(2, 1, 5, 4, 3, generator=gen) * 5
-    if channels == 2:
-        got = fused.two_channel_backward(grad_probs, scale, out_dtype)
-        grad_fg = (grad_probs[:, 1:2] - grad_probs[:, 0:1]).double() * scale.double()
-        expected = torch.cat([-grad_fg, grad_fg], 1)
-    else:
-        got = fused.softmax_backward(grad_probs, probs, scale, out_dtype)
-        p, g = probs.double(), grad_probs.double()
-        expected = scale.double() * p * (g - (p * g).sum(1, keepdim=True))
-    assert got.dtype == out_dtype and got.shape == probs.shape
-    # float32 arithmetic (a few u of the largest term), then one rounding to the output dtype
-    atol = 8 * U * expected.abs().max().item()
-    rtol = torch.finfo(out_dtype).eps if out_dtype != torch.float32 else 0.0
-    assert ((got.double() - expected).abs() <= atol + rtol * expected.abs()).all()
+    probs = torch.cat([p_y, (1 - p_y) / 2, (1 - p_y) / 2], 1)  # three channels, the true class is channel 0
+    labels = torch.zeros(1, 1, p_y.shape[-1], dtype=torch.long)
+    grad_probs = torch.tensor([1.0, 0.0, 0.0]).view(1, 3, 1).expand(probs.shape)  # plain VJP: p_y (1 - p_y)
+    got = fused.softmax_backward(grad_probs, probs, labels.float(), False, exponent, torch.float32)
+    assert _within(got, *_rescaled_expected(probs, grad_probs, labels, exponent))
 
 
 @pytest.mark.parametrize("exponent", EXPONENTS)
@@ -234,7 +251,7 @@ def test_surgical_activations_through_the_kernels_equal_their_aten_path(
 
 def test_a_kernel_that_fails_warns_once_and_hands_over_to_aten(fused, monkeypatch: pytest.MonkeyPatch):
     class Broken:
-        fn = fused._two_channel_backward_kernel.fn
+        fn = fused._listing1_backward_kernel.fn
 
         def __getitem__(self, grid):
             def launch(*args, **kwargs):
@@ -242,10 +259,11 @@ def test_a_kernel_that_fails_warns_once_and_hands_over_to_aten(fused, monkeypatc
 
             return launch
 
-    monkeypatch.setattr(fused, "_two_channel_backward_kernel", Broken())
+    monkeypatch.setattr(fused, "_listing1_backward_kernel", Broken())
     monkeypatch.setattr(fused, "_failed", [])
-    with pytest.warns(RuntimeWarning, match="_two_channel_backward_kernel failed .*no such instruction"):
-        out = fused.two_channel_backward(torch.zeros(1, 2, 3), torch.zeros(1, 1, 3), torch.float32)
+    with pytest.warns(RuntimeWarning, match="_listing1_backward_kernel failed .*no such instruction"):
+        zeros = torch.zeros(1, 2, 3)
+        out = fused.softmax_backward(zeros, zeros, zeros[:, :1], False, 20, torch.float32)
     assert out is None and not fused.available()
 
 

@@ -10,7 +10,14 @@ from nnunet_surgery.losses._prepare import SURGICAL_COUNTERPARTS, RegionLoss
 from nnunet_surgery.surgery import surgical_sigmoid, surgical_sigmoid_sums, validate_exponent
 from nnunet_surgery.targets import as_channel_target, is_onehot
 
-__all__ = ["SURGICAL_COUNTERPARTS", "SoftTverskyLoss"]
+__all__ = ["SURGICAL_COUNTERPARTS", "SoftTverskyLoss", "onehot_dtype"]
+
+
+def onehot_dtype(logits: torch.Tensor, accumulate: torch.dtype) -> torch.dtype:
+    """The dtype of the loss's one-hot target: `accumulate` (float32) on CPU, where ATen's products `p * y` are
+    faster without a bool operand; bool elsewhere (CUDA), where each kernel converts it in registers and the
+    copy autograd saves for `p * y` is a quarter of the size (docs/losses.md#calling-convention)."""
+    return accumulate if logits.device.type == "cpu" else torch.bool
 
 
 class SoftTverskyLoss(RegionLoss):
@@ -91,9 +98,10 @@ class SoftTverskyLoss(RegionLoss):
         if self._fuses_region_sums(x, y, loss_mask):
             intersect, sum_pred, sum_gt = surgical_sigmoid_sums(x, y, self.exponent)
         else:
-            x, y_onehot = self.prepare(x, y, acc, surgery=self.surgery, exponent=self.exponent)
+            x, y_onehot = self.prepare(
+                x, y, onehot_dtype(x, acc), surgery=self.surgery, exponent=self.exponent
+            )
             with torch.no_grad():
-                y_onehot = y_onehot.to(acc)
                 sum_gt = (y_onehot if loss_mask is None else y_onehot * loss_mask).sum(axes, dtype=acc)
             intersect = (x * y_onehot if loss_mask is None else x * y_onehot * loss_mask).sum(axes, dtype=acc)
             sum_pred = (x if loss_mask is None else x * loss_mask).sum(axes, dtype=acc)

@@ -13,6 +13,7 @@ from nnunetv2.training.loss.compound_losses import DC_and_BCE_loss, DC_and_CE_lo
 from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
 from nnunetv2.utilities.helpers import softmax_helper_dim1
 
+import nnunet_surgery.losses.tversky as tversky_module
 from nnunet_surgery.losses import SoftTverskyLoss
 from nnunet_surgery.surgery import P_Y_MIN
 
@@ -40,6 +41,26 @@ def test_half_alpha_equals_nnunet_memory_efficient_dice_bitwise(
     )
     assert torch.equal(ours[0], stock[0])
     assert torch.equal(ours[1], stock[1])
+
+
+@pytest.mark.parametrize("surgery", [False, True])
+@pytest.mark.parametrize("kind,channels", [("softmax", 2), ("softmax", 4), ("sigmoid", 3)])
+@pytest.mark.parametrize("use_mask", [False, True])
+def test_bool_one_hot_of_cuda_gives_the_float_one_hot_loss_and_gradient_bitwise(
+    kind, channels, use_mask, surgery, make_case, loss_and_grad, monkeypatch: pytest.MonkeyPatch
+):
+    """On CUDA the loss builds its one-hot as bool (a quarter of the memory autograd saves): 0/1 either way,
+    so the same products and sums, bit for bit; checked here on CPU by choosing the CUDA dtype."""
+    logits, target, mask = make_case(kind, channels, seed=4)
+    loss = SoftTverskyLoss(
+        _nonlin(kind), batch_dice=True, do_bg=kind == "sigmoid", ddp=False, surgery=surgery
+    )
+    mask = mask if use_mask else None
+    assert tversky_module.onehot_dtype(logits, torch.float32) == torch.float32  # CPU: float32
+    as_float = loss_and_grad(loss, logits, target, loss_mask=mask)
+    monkeypatch.setattr(tversky_module, "onehot_dtype", lambda x, acc: torch.bool)
+    as_bool = loss_and_grad(loss, logits, target, loss_mask=mask)
+    assert torch.equal(as_bool[0], as_float[0]) and torch.equal(as_bool[1], as_float[1])
 
 
 # ------------------------------------------------------------------------------ Tversky, alpha != 0.5

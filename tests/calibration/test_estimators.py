@@ -94,7 +94,7 @@ def test_the_l1_correction_is_unbiased_at_zero_gap_and_its_bias_is_bounded_as_do
 
 def test_bins_with_fewer_than_two_samples_keep_their_plug_in_term_and_empty_input_is_nan():
     count, s_conf, s_target = np.array([1.0, 0.0, 4.0]), np.array([0.2, 0.0, 2.0]), np.array([1.0, 0.0, 3.0])
-    weight, gap, s2, has = bin_gaps(count, s_conf, s_target)
+    _, _, s2, has = bin_gaps(count, s_conf, s_target)
     assert has.tolist() == [False, False, True] and s2[0] == 0.0
     assert debiased_squared_error(count, s_conf, s_target) == pytest.approx(
         0.2 * 0.8**2 + 0.8 * (0.25**2 - 0.75 * 0.25 / 3)

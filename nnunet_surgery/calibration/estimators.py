@@ -75,7 +75,7 @@ def case_variance(
             = k / (k - 1) * (sum G**2 - 2 g_b sum G n + g_b**2 sum n**2) / n_b**2
 
     with k the number of cases. It needs no independence of the samples within a case, and a case drawn
-    twice by the bootstrap counts twice, so it stays right on resamples (docs/calibration.md#bias).
+    twice by the bootstrap counts twice, so it stays right on resamples (docs/calibration.md#bias-of-the-plug-in-errors).
 
     Args:
         count, sum_confidence, sum_target: (..., B) per-bin sums over the cases.

@@ -5,7 +5,8 @@ labels from an over-confident model) over `--bins` report bins and, with `--smoo
 times in a fresh subprocess per memory budget: the point estimate, `--resamples` bootstrap resamples and
 the jackknife of `pooled.label_statistic`, and reads the peak RSS growth over the per-case sums
 (ru_maxrss). Prints one row per budget: wall time, block rows, peak growth, and what the unblocked
-resampled sums alone would take (R x the per-case row size x 8 bytes).
+resampled sums alone would take (R x the per-case row size x 8 bytes); a budget below one resample's
+needs is refused (the error line is printed).
 
     python bench/resampling.py --bins 1048576 --cases 4 --resamples 100 --budgets 128 512
     python bench/resampling.py --bins 20 --cases 100 --resamples 1000 --smooth --budgets 256
@@ -65,8 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     for budget in args.budgets:
         values = [args.bins, args.cases, args.voxels, args.resamples, budget * 2**20, int(args.smooth)]
         result = subprocess.run(
-            [sys.executable, "-c", _CHILD, *map(str, values)], capture_output=True, text=True, check=True
+            [sys.executable, "-c", _CHILD, *map(str, values)], capture_output=True, text=True
         )
+        if result.returncode:
+            rows.append([budget, "refused: " + result.stderr.strip().splitlines()[-1], "", "", ""])
+            continue
         out = json.loads(result.stdout)
         rows.append(
             [

@@ -113,10 +113,19 @@ def weighted_sums(weights: np.ndarray, values: np.ndarray) -> np.ndarray:
     return out
 
 
-def _collect(blocks: Iterator[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
+def _blocked(
+    per_case: Sums,
+    statistic: Statistic,
+    sums: Callable[[int, dict[str, np.ndarray], int], Iterator[dict[str, np.ndarray]]],
+    memory_budget: int,
+) -> dict[str, np.ndarray]:
+    """The statistic of each block of summed rows that `sums(n, arrays, rows per block)` yields,
+    concatenated: name -> (rows, ...) values."""
+    n = case_count(per_case)
+    arrays = {name: np.asarray(values, dtype=np.float64) for name, values in per_case.items()}
     parts: dict[str, list[np.ndarray]] = {}
-    for block in blocks:
-        for name, values in block.items():
+    for block in sums(n, arrays, block_rows(arrays, memory_budget)):
+        for name, values in statistic(block).items():
             parts.setdefault(name, []).append(np.asarray(values, dtype=np.float64))
     return {name: np.concatenate(values) for name, values in parts.items()}
 
@@ -137,20 +146,18 @@ def bootstrap_values(
     seed: int,
     *,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
-    work: int = DEFAULT_WORK,
 ) -> dict[str, np.ndarray]:
-    """The statistic over R case resamples, computed in blocks: name -> (R, ...) values."""
-    n = case_count(per_case)
-    arrays = {name: np.asarray(values, dtype=np.float64) for name, values in per_case.items()}
-    rows = block_rows(arrays, memory_budget, work=work)
+    """The statistic over R case resamples, computed in blocks: name -> (R, ...) values.
 
-    def blocks() -> Iterator[Mapping[str, np.ndarray]]:
+    Resample r sums the cases with the multiplicities of row r of `case_weights(n, n_resamples, seed)`;
+    `memory_budget` sizes the blocks (`block_rows`, with the default work factor).
+    """
+
+    def resamples(n: int, arrays: dict[str, np.ndarray], rows: int) -> Iterator[dict[str, np.ndarray]]:
         for weights in weight_blocks(n, n_resamples, seed, rows):
-            yield statistic(
-                {name: np.tensordot(weights, values, axes=(1, 0)) for name, values in arrays.items()}
-            )
+            yield {name: weighted_sums(weights, values) for name, values in arrays.items()}
 
-    return _collect(blocks())
+    return _blocked(per_case, statistic, resamples, memory_budget)
 
 
 def jackknife_values(
@@ -158,22 +165,16 @@ def jackknife_values(
     statistic: Statistic,
     *,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
-    work: int = DEFAULT_WORK,
 ) -> dict[str, np.ndarray]:
     """The statistic with each case left out in turn, in blocks of cases: name -> (n, ...) values."""
-    n = case_count(per_case)
-    arrays = {name: np.asarray(values, dtype=np.float64) for name, values in per_case.items()}
-    totals = {name: values.sum(axis=0) for name, values in arrays.items()}
-    rows = block_rows(arrays, memory_budget, work=work)
 
-    def blocks() -> Iterator[Mapping[str, np.ndarray]]:
+    def left_out(n: int, arrays: dict[str, np.ndarray], rows: int) -> Iterator[dict[str, np.ndarray]]:
+        totals = {name: values.sum(axis=0) for name, values in arrays.items()}
         for start in range(0, n, rows):
             stop = min(n, start + rows)
-            yield statistic(
-                {name: totals[name][None] - values[start:stop] for name, values in arrays.items()}
-            )
+            yield {name: totals[name][None] - values[start:stop] for name, values in arrays.items()}
 
-    return _collect(blocks())
+    return _blocked(per_case, statistic, left_out, memory_budget)
 
 
 def estimate_with_interval(
@@ -185,7 +186,6 @@ def estimate_with_interval(
     level: float = DEFAULT_LEVEL,
     method: Method = DEFAULT_METHOD,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
-    work: int = DEFAULT_WORK,
     references: Mapping[str, str] | None = None,
 ) -> dict[str, Estimate]:
     """Each scalar metric of the statistic on all cases with its interval (BCa by default).
@@ -194,7 +194,7 @@ def estimate_with_interval(
         per_case, statistic: see the module docstring.
         n_resamples, seed: the bootstrap's R and generator seed.
         level, method: see `bootstrap_bounds`.
-        memory_budget, work: see `block_rows`.
+        memory_budget: see `block_rows`.
         references: debiased metric -> the statistic's metric holding its plug-in value (e.g.
             `pooled.PLUG_IN`); their intervals are those of `bootstrap_bounds(reference=...)`.
 
@@ -202,12 +202,10 @@ def estimate_with_interval(
     """
     references = dict(references or {})
     point = point_values(per_case, statistic)
-    resampled = bootstrap_values(
-        per_case, statistic, n_resamples, seed, memory_budget=memory_budget, work=work
-    )
+    resampled = bootstrap_values(per_case, statistic, n_resamples, seed, memory_budget=memory_budget)
     jackknife = None
     if method == "bca":
-        jackknife = jackknife_values(per_case, statistic, memory_budget=memory_budget, work=work)
+        jackknife = jackknife_values(per_case, statistic, memory_budget=memory_budget)
     estimates = {}
     for name, value in point.items():
         low, high = bootstrap_bounds(

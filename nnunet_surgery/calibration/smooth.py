@@ -350,8 +350,6 @@ def binning_bound(
     sum_confidence: np.ndarray,
     sum_target: np.ndarray,
     sigma: float,
-    *,
-    density_eps: float = DENSITY_EPS,
 ) -> np.ndarray:
     """Upper bound on |smECE_sigma(raw samples) - smooth_ece_at(fine-bin sums)| for 0/1 targets.
 
@@ -369,10 +367,9 @@ def binning_bound(
     Args:
         count, sum_confidence, sum_target: (..., F) fine-bin sums, targets 0/1.
         sigma: bandwidth in (0, 1].
-        density_eps: relplot's density offset.
 
     Returns:
-        (...) bounds; NaN for rows without samples, inf when the denominator bound is not positive.
+        (...) bounds (for relplot's density offset, `DENSITY_EPS`); NaN for rows without samples, inf when the denominator bound is not positive.
     """
     if not 0 < sigma <= 1:
         raise ValueError(f"sigma must be in (0, 1], but got {sigma!r}")
@@ -408,7 +405,7 @@ def binning_bound(
     d_numerator = (bin_lipschitz * distance * abs_residual).sum(axis=1)
     d_density = (np.where(straddles, bin_lipschitz, 0.0) * distance * count).sum(axis=1)
     numerator, density = _parts(grid, samples)
-    denominator = density + grid.points * density_eps
+    denominator = density + grid.points * DENSITY_EPS
     value = numerator / np.where(denominator > 0, denominator, 1.0)
     room = denominator - d_density
     bound = np.where(room > 0, (d_numerator + value * d_density) / np.where(room > 0, room, 1.0), np.inf)

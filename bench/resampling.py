@@ -46,8 +46,8 @@ jackknife_values(per_case, label_statistic, memory_budget=budget)
 seconds = time.perf_counter() - start
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 row = sum(int(np.prod(v.shape[1:])) for v in per_case.values())
-print(json.dumps({"seconds": seconds, "rows": block_rows(per_case, budget), "grown_mib": (peak - baseline) / 1024,
-                  "unblocked_mib": resamples * row * 8 / 2**20}))
+print(json.dumps({"seconds": seconds, "rows": block_rows(per_case, budget),
+                  "grown_mib": (peak - baseline) / 1024, "unblocked_mib": resamples * row * 8 / 2**20}))
 """
 
 

@@ -244,7 +244,7 @@ def bootstrap_bounds(
 
 
 def _nan_percentiles(resampled: np.ndarray, tail: float) -> tuple[np.ndarray, np.ndarray]:
-    """np.percentile of the non-NaN values of each column at tail and 100 - tail (as `percentile_interval`)."""
+    """np.percentile of each column's non-NaN values at tail and 100 - tail (as `percentile_interval`)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns give NaN
         low, high = np.nanpercentile(resampled, [tail, 100.0 - tail], axis=0)

@@ -1,4 +1,4 @@
-"""Bias-aware binned calibration errors from the per-bin sums (docs/calibration.md#bias-of-the-plug-in-errors).
+"""Bias-aware binned calibration errors from per-bin sums (docs/calibration.md#bias-of-the-plug-in-errors).
 
 Notation (one set of equal-width or equal-mass bins): n_b samples in bin b, N = sum_b n_b, w_b = n_b / N,
 ybar_b and pbar_b the bin means of the targets (0/1 outcomes) and of the confidences, and the gap
@@ -16,7 +16,7 @@ M(mu) = E|mu + Z| = 2 phi(mu) + mu (2 Phi(mu) - 1) for a standard normal Z (0.80
 
 - Debiased squared L2 error (Kumar, Liang, Ma, NeurIPS 2019, Sec. 5, the per-bin variance correction):
 
-      L2sq_debiased = sum_b w_b (g_b**2 - s2_b)                             (unbiased for sum_b w_b Delta_b**2)
+      L2sq_debiased = sum_b w_b (g_b**2 - s2_b)                    (unbiased for sum_b w_b Delta_b**2)
 
   Its square root is undefined when the estimate is negative (a calibrated model, half the time): the
   squared value is what is estimated, and what its interval is about. Bins with n_b < 2 keep their
@@ -75,7 +75,8 @@ def case_variance(
             = k / (k - 1) * (sum G**2 - 2 g_b sum G n + g_b**2 sum n**2) / n_b**2
 
     with k the number of cases. It needs no independence of the samples within a case, and a case drawn
-    twice by the bootstrap counts twice, so it stays right on resamples (docs/calibration.md#bias-of-the-plug-in-errors).
+    twice by the bootstrap counts twice, so it stays right on resamples
+    (docs/calibration.md#bias-of-the-plug-in-errors).
 
     Args:
         count, sum_confidence, sum_target: (..., B) per-bin sums over the cases.

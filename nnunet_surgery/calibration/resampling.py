@@ -5,8 +5,9 @@ statistic maps summed arrays with a leading batch axis, name -> (k, *shape), to 
 name -> (k,) (or (k, ...)); it must treat rows independently. Then
 
 - the point estimate is the statistic of the sums over all cases;
-- resample r is the statistic of `W[r] @ sums` (`weighted_sums`, the same bits for any block size), W = `case_weights(n, R, seed)` (bootstrap.py): the rows of
-  W are drawn `rows` at a time from one generator, which gives the same W as one draw of all R rows;
+- resample r is the statistic of `W[r] @ sums`, W = `case_weights(n, R, seed)` (bootstrap.py): the rows
+  of W are drawn `rows` at a time from one generator, which gives the same W as one draw of all R rows,
+  and the drawn cases' sums are added in case order (`weighted_sums`), the same bits for any block size;
 - jackknife value i is the statistic of the sums over all cases but case i (total - sums[i]).
 
 Resamples and leave-one-out rows are computed in blocks sized so that the block's weights, resampled sums

@@ -369,7 +369,8 @@ def binning_bound(
         sigma: bandwidth in (0, 1].
 
     Returns:
-        (...) bounds (for relplot's density offset, `DENSITY_EPS`); NaN for rows without samples, inf when the denominator bound is not positive.
+        (...) bounds (for relplot's density offset, `DENSITY_EPS`); NaN for rows without samples, inf
+        when the denominator bound is not positive.
     """
     if not 0 < sigma <= 1:
         raise ValueError(f"sigma must be in (0, 1], but got {sigma!r}")

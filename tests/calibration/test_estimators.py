@@ -75,7 +75,10 @@ def test_the_squared_gap_correction_is_exactly_unbiased_for_one_bin(q, p, n):
 
 def _l1_bias(mu: float) -> float:
     """E|X| - c E[exp(-X**2/2)] - |mu| for X ~ N(mu, 1), by numerical integration."""
-    integrand = lambda x: (abs(x) - L1_CORRECTION * math.exp(-x * x / 2)) * stats.norm.pdf(x - mu)  # noqa: E731
+
+    def integrand(x: float) -> float:
+        return (abs(x) - L1_CORRECTION * math.exp(-x * x / 2)) * stats.norm.pdf(x - mu)
+
     value = sum(integrate.quad(integrand, a, b, limit=200)[0] for a, b in ((-np.inf, 0.0), (0.0, np.inf)))
     return value - abs(mu)
 

@@ -3,11 +3,15 @@
 Three stages, as torchmetrics' calibration_error but over a stream of chunks: `check_probabilities`
 (validate) -> `label_stats` / `binned_stats` (update: float64 sufficient statistics, merged with
 `.merge`) -> `label_metrics` / `calibration_errors` (compute). Bin convention: `binning` (docs/calibration.md#bins).
+Beside the plug-in errors: `estimators` (debiased squared L2 error, bias-corrected ECE) and `smooth` (smooth
+ECE); `pooled`, `resampling` and `bootstrap` turn per-case sums into estimates with BCa intervals in bounded
+memory (docs/calibration.md#bca).
 """
 
 from __future__ import annotations
 
 from nnunet_surgery.calibration.binning import BIN_CONVENTION, MAX_BINS, bin_edges, bin_indices, check_n_bins
+from nnunet_surgery.calibration.estimators import debiased_ece, debiased_squared_error, squared_error
 from nnunet_surgery.calibration.metrics import (
     calibration_errors,
     dice,
@@ -16,6 +20,7 @@ from nnunet_surgery.calibration.metrics import (
     reliability_curve,
     truth_metrics,
 )
+from nnunet_surgery.calibration.smooth import SmoothECE, smooth_ece
 from nnunet_surgery.calibration.stats import BinnedStats, LabelStats, TruthStats
 from nnunet_surgery.calibration.update import (
     NLL_EPS,
@@ -49,6 +54,7 @@ __all__ = [
     "BinnedStats",
     "LabelStats",
     "ProbabilityError",
+    "SmoothECE",
     "TruthStats",
     "adaptive_calibration_error",
     "bin_edges",
@@ -58,6 +64,8 @@ __all__ = [
     "check_n_bins",
     "check_probabilities",
     "confusion_counts",
+    "debiased_ece",
+    "debiased_squared_error",
     "dice",
     "equal_mass_stats",
     "fine_factor",
@@ -70,6 +78,8 @@ __all__ = [
     "nan_mean",
     "reliability_curve",
     "rms_calibration_error",
+    "smooth_ece",
+    "squared_error",
     "top_label_inputs",
     "truth_metrics",
 ]

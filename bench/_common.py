@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nnunet_surgery.errors import ReportError
+from nnunet_surgery.cases import ReportError
 
 __all__ = [
     "RssSampler",

@@ -40,15 +40,15 @@ import torch
 from _common import add_run_arguments, check_run_folders, demo_dataset_folder, overlap_share, run_models
 from nnunetv2.utilities.helpers import softmax_helper_dim1
 
-from nnunet_surgery.losses import SoftTverskyLoss
-from nnunet_surgery.report.errors import ReportError
-from nnunet_surgery.report.inputs import (
+from nnunet_surgery.cases import (
+    ReportError,
     case_files,
     load_dataset_json,
     load_probabilities,
     read_label_image,
     reader_for,
 )
+from nnunet_surgery.losses import SoftTverskyLoss
 
 #: smallest probability whose log stands in for a logit (softmax(log p) = p up to this floor)
 P_FLOOR = 1e-7

@@ -45,9 +45,9 @@ import numpy as np
 import torch
 from _common import add_run_arguments, check_run_folders, demo_dataset_folder, overlap_share, run_models
 
-from nnunet_surgery.report.errors import ReportError
-from nnunet_surgery.report.inputs import (
+from nnunet_surgery.cases import (
     LabelLayout,
+    ReportError,
     case_files,
     load_dataset_json,
     load_probabilities,

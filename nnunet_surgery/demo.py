@@ -29,8 +29,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from nnunet_surgery.errors import ReportError
-from nnunet_surgery.files import write_text_atomic
+from nnunet_surgery.cases.errors import ReportError
+from nnunet_surgery.cases.staging import write_text_atomic
 
 __all__ = [
     "DATASETS",

@@ -9,7 +9,7 @@ __all__ = ["add_common_arguments", "processes", "roi_argument"]
 
 def roi_argument(text: str):
     """argparse type of `--roi`: `all`, `band:D` or `mask:FOLDER` (a RoiSpec)."""
-    from nnunet_surgery.report.inputs import parse_roi
+    from nnunet_surgery.cases import parse_roi
 
     try:
         return parse_roi(text)

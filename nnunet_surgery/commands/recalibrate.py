@@ -67,7 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _fit(args: argparse.Namespace, num_processes: int) -> str:
     from pathlib import Path
 
-    from nnunet_surgery.files import check_writable
+    from nnunet_surgery.cases.staging import check_writable
     from nnunet_surgery.recalibration.fit import fit_calibrator
     from nnunet_surgery.recalibration.objective import SCALE_MIN
     from nnunet_surgery.report import ReportError

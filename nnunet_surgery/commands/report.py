@@ -15,7 +15,7 @@ HELP = (
 
 
 def _ensemble(text: str):
-    from nnunet_surgery.report.inputs.folders import parse_ensemble
+    from nnunet_surgery.cases import parse_ensemble
 
     try:
         return parse_ensemble(text)

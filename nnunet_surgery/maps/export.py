@@ -22,20 +22,20 @@ from pathlib import Path
 
 import numpy as np
 
-from nnunet_surgery.files import check_writable, staged_folder
-from nnunet_surgery.maps.geometry import read_geometry
-from nnunet_surgery.maps.uncertainty import EnsembleSums
-from nnunet_surgery.report.errors import ReportError
-from nnunet_surgery.report.inputs import (
+from nnunet_surgery.cases import (
+    NPZ_ENDING,
     LabelLayout,
+    ReportError,
     case_files,
     check_probability_shape,
     load_dataset_json,
     load_valid_probabilities,
+    map_cases,
     reader_for,
 )
-from nnunet_surgery.report.inputs.folders import NPZ_ENDING
-from nnunet_surgery.report.scoring.pool import map_cases
+from nnunet_surgery.cases.staging import check_writable, staged_folder
+from nnunet_surgery.maps.geometry import read_geometry
+from nnunet_surgery.maps.uncertainty import EnsembleSums
 
 __all__ = ["MapsTask", "export_case", "export_maps", "map_file_names"]
 

@@ -22,8 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nnunet_surgery.report.errors import ReportError
-from nnunet_surgery.report.inputs.reading import read_label_image_and_properties
+from nnunet_surgery.cases import ReportError, read_label_image_and_properties
 
 __all__ = ["ReferenceGeometry", "read_geometry"]
 

@@ -16,13 +16,16 @@ from pathlib import Path
 
 import numpy as np
 
-from nnunet_surgery.files import check_writable, staged_folder
+from nnunet_surgery.cases import (
+    NPZ_ENDING,
+    PROBABILITIES_KEY,
+    ReportError,
+    case_files,
+    load_valid_probabilities,
+    map_cases,
+)
+from nnunet_surgery.cases.staging import check_writable, staged_folder
 from nnunet_surgery.recalibration.calibrator import Calibrator, read_calibrator
-from nnunet_surgery.report.errors import ReportError
-from nnunet_surgery.report.inputs import load_valid_probabilities
-from nnunet_surgery.report.inputs.folders import NPZ_ENDING, case_files
-from nnunet_surgery.report.inputs.reading import PROBABILITIES_KEY
-from nnunet_surgery.report.scoring.pool import map_cases
 
 __all__ = ["ApplyTask", "apply_calibrator", "apply_case"]
 

@@ -16,19 +16,21 @@ from pathlib import Path
 
 import numpy as np
 
+from nnunet_surgery.cases import (
+    LabelLayout,
+    ReportError,
+    RoiSpec,
+    WorkerPool,
+    collect_pooled_cases,
+    load_dataset_json,
+    read_ahead,
+    reader_for,
+)
 from nnunet_surgery.recalibration.calibrator import Calibrator, FitSummary
 from nnunet_surgery.recalibration.logits import logits_from_probabilities, saturation_bounds
 from nnunet_surgery.recalibration.newton import FitError, minimise
 from nnunet_surgery.recalibration.objective import METHODS, NewtonStats, Parameters, newton_stats, voxels
-from nnunet_surgery.report.errors import ReportError
-from nnunet_surgery.report.inputs import (
-    LabelLayout,
-    RoiSpec,
-    check_options,
-    collect_pooled_cases,
-    load_dataset_json,
-    reader_for,
-)
+from nnunet_surgery.report.inputs import check_options
 from nnunet_surgery.report.scoring.case import (
     CaseTask,
     PreparedCase,
@@ -36,7 +38,6 @@ from nnunet_surgery.report.scoring.case import (
     prepare_case,
     voxel_chunks,
 )
-from nnunet_surgery.report.scoring.pool import WorkerPool, read_ahead
 
 __all__ = ["FIT_CHUNK_ELEMENTS", "CaseFit", "FitTask", "fit_calibrator", "fit_case"]
 

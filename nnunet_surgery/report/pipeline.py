@@ -5,16 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from nnunet_surgery.calibration.bootstrap import DEFAULT_RESAMPLES
-from nnunet_surgery.report.errors import ReportError
-from nnunet_surgery.report.inputs import (
-    ReportOptions,
+from nnunet_surgery.cases import (
+    ReportError,
     RoiSpec,
-    check_options,
     collect_cases,
     load_dataset_json,
     model_names,
     reader_for,
 )
+from nnunet_surgery.report.inputs import ReportOptions, check_options
 from nnunet_surgery.report.outputs import check_out_dir, report_json, write_report
 from nnunet_surgery.report.scoring import CalibrationReport, CaseTask, Sources, score_report
 from nnunet_surgery.report.scoring.gallery import GalleryCase, read_gallery
@@ -139,7 +138,7 @@ def generate_report(
         out_dir: output folder (calibration.json, calibration.csv, calibration.md, reliability_*.png).
         names: model names (default: the folders' names).
         n_bins: number of equal-width confidence bins.
-        roi: `all`, `band:D`, `mask:FOLDER` or a RoiSpec (see `nnunet_surgery.report.inputs.roi`).
+        roi: `all`, `band:D`, `mask:FOLDER` or a RoiSpec (see `nnunet_surgery.cases.roi`).
         truth_folder: optional folder of true probability maps `CASE.npz`, laid out as the predictions.
         num_processes: worker processes (1: in this process).
         bootstrap: case-level bootstrap resamples for 95% intervals and paired comparisons (0: none).

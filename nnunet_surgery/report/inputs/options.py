@@ -7,8 +7,8 @@ from typing import Literal, get_args
 
 from nnunet_surgery.calibration import check_n_bins
 from nnunet_surgery.calibration.bootstrap import DEFAULT_RESAMPLES
-from nnunet_surgery.report.errors import ReportError
-from nnunet_surgery.report.inputs.roi import RoiSpec, parse_roi
+from nnunet_surgery.cases.errors import ReportError
+from nnunet_surgery.cases.roi import RoiSpec, parse_roi
 
 __all__ = ["PRESETS", "Preset", "ReportOptions", "check_options"]
 

@@ -12,8 +12,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from nnunet_surgery.files import check_writable, default_dir_mode
-from nnunet_surgery.report.errors import ReportError
+from nnunet_surgery.cases.errors import ReportError
+from nnunet_surgery.cases.staging import check_writable, default_dir_mode
 from nnunet_surgery.report.outputs.calibration_json import report_json
 from nnunet_surgery.report.outputs.gallery import GALLERY_FOLDER, write_case_ece_plots, write_gallery
 from nnunet_surgery.report.outputs.plots import write_reliability_diagrams

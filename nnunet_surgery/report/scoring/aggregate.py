@@ -16,6 +16,7 @@ import numpy as np
 
 from nnunet_surgery.calibration import calibration_errors, monai_mean, nan_mean
 from nnunet_surgery.calibration.bootstrap import DEFAULT_LEVEL, case_weights
+from nnunet_surgery.cases.pool import ordered_map, read_ahead
 from nnunet_surgery.report.scoring.case import (
     CaseStats,
     CaseTask,
@@ -34,7 +35,6 @@ from nnunet_surgery.report.scoring.metrics import (
     VariantMetrics,
     nan_mean_of,
 )
-from nnunet_surgery.report.scoring.pool import ordered_map, read_ahead
 from nnunet_surgery.report.scoring.report import (
     Bootstrap,
     CalibrationReport,

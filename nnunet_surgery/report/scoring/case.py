@@ -27,16 +27,16 @@ from nnunet_surgery.calibration import (
     monai_binned_stats,
     top_label_inputs,
 )
-from nnunet_surgery.report.errors import ReportError
-from nnunet_surgery.report.inputs import (
+from nnunet_surgery.cases import (
     CaseFiles,
     LabelLayout,
-    ReportOptions,
+    ReportError,
     check_probability_shape,
     load_probabilities,
     read_label_image,
     roi_mask,
 )
+from nnunet_surgery.report.inputs import ReportOptions
 
 __all__ = [
     "CHUNK_ELEMENTS",

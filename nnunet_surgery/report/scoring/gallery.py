@@ -11,8 +11,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from nnunet_surgery.report.inputs import LabelLayout
-from nnunet_surgery.report.inputs.slices import CaseSlice, read_case_slice
+from nnunet_surgery.cases import LabelLayout
+from nnunet_surgery.cases.slices import CaseSlice, read_case_slice
 from nnunet_surgery.report.scoring.report import CalibrationReport
 
 __all__ = ["GalleryCase", "GallerySelection", "read_gallery", "select_gallery"]
@@ -87,7 +87,7 @@ def read_gallery(
     Raises:
         ReportError: a missing or unreadable image, reference or prediction of a selected case.
     """
-    from nnunet_surgery.report.errors import ReportError
+    from nnunet_surgery.cases import ReportError
 
     cases = []
     for selection in select_gallery(report, k):

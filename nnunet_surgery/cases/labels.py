@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nnunet_surgery.report.errors import ReportError
+from nnunet_surgery.cases.errors import ReportError
 
 __all__ = ["LabelLayout", "label_layout"]
 

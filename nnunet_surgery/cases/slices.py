@@ -14,14 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from nnunet_surgery.report.errors import ReportError
-from nnunet_surgery.report.inputs.labels import LabelLayout
-from nnunet_surgery.report.inputs.reading import (
-    check_label_image,
-    check_probability_shape,
-    load_probabilities,
-    read_label_image,
-)
+from nnunet_surgery.cases.errors import ReportError
+from nnunet_surgery.cases.label_images import check_label_image, read_label_image
+from nnunet_surgery.cases.labels import LabelLayout
+from nnunet_surgery.cases.npz import check_probability_shape, load_probabilities
 
 __all__ = ["CaseSlice", "read_case_slice", "slice_index"]
 

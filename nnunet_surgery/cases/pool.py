@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection, wait
 from typing import Generic, TypeVar
 
-from nnunet_surgery.report.errors import ReportError
+from nnunet_surgery.cases.errors import ReportError
 
 __all__ = ["IN_FLIGHT_PER_WORKER", "WorkerPool", "map_cases", "ordered_map", "read_ahead"]
 

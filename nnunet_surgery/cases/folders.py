@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from nnunet_surgery.report.errors import ReportError
+from nnunet_surgery.cases.errors import ReportError
 
 __all__ = [
     "NPZ_ENDING",

@@ -8,9 +8,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from nnunet_surgery.report.errors import ReportError
-from nnunet_surgery.report.inputs.labels import LabelLayout, label_layout
-from nnunet_surgery.report.inputs.reading import check_label_image
+from nnunet_surgery.cases.errors import ReportError, first_line
+from nnunet_surgery.cases.label_images import check_label_image
+from nnunet_surgery.cases.labels import LabelLayout, label_layout
 
 __all__ = ["DatasetInfo", "load_dataset_json", "read_json", "reader_for"]
 
@@ -86,7 +86,6 @@ def reader_for(dataset: DatasetInfo, example_file: str | Path) -> type:
                 dataset.content, str(example_file), verbose=False
             )
         except Exception as error:  # nnU-Net raises RuntimeError, readers anything
-            message = str(error).splitlines()[0] if str(error) else type(error).__name__
             raise ReportError(
-                f"{example_file}: no nnU-Net reader for {dataset.file_ending!r} opens it ({message})"
+                f"{example_file}: no nnU-Net reader for {dataset.file_ending!r} opens it ({first_line(error)})"
             ) from None

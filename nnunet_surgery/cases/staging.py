@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from nnunet_surgery.errors import ReportError
+from nnunet_surgery.cases.errors import ReportError
 
 __all__ = [
     "check_writable",

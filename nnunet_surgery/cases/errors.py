@@ -1,0 +1,35 @@
+"""The one exception type of every command: input it refuses, told in one line that names the file or
+argument (`InputError`); and the one-line summary of an error a reading backend raised."""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["ReportError", "backend_message", "first_line"]
+
+
+class ReportError(Exception):
+    """Input the report refuses (missing or malformed files, inconsistent folders, bad options).
+
+    The message is a single line that starts with the offending file, folder or argument; the command
+    prints it as `nnunet-surgery report: error: <message>` and exits with status 2.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(str(message).split()))
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of `error`'s message, or its type's name when it has none."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def backend_message(error: BaseException) -> str:
+    """One line of a backend's error. SimpleITK's first line names only its own source file: its reason
+    is the next line (without the object's address) and, for a chain of messages, the last one."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].startswith("Exception thrown in SimpleITK"):
+        reason = re.sub(r"\(0x[0-9a-fA-F]+\)", "", lines[1])
+        return reason if len(lines) == 2 else f"{reason} {lines[-1]}"
+    return first_line(error)

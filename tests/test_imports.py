@@ -92,7 +92,7 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 def test_the_graph_sees_the_report_stages():
     graph = _graph()
     assert "nnunet_surgery.report.scoring.case" in graph["nnunet_surgery.report.scoring.aggregate"]
-    assert "nnunet_surgery.cases.roi" in graph["nnunet_surgery.report.inputs.options"]
+    assert "nnunet_surgery.report.inputs.options" in graph["nnunet_surgery.report.inputs.models"]
 
 
 def test_cycle_finder_finds_a_planted_cycle():

@@ -1,11 +1,12 @@
 """The one exception type of every command: input it refuses, told in one line that names the file or
-argument (`InputError`); and the one-line summary of an error a reading backend raised."""
+argument; the check of a count argument every command shares; and the one-line summary of an error a
+reading backend raised."""
 
 from __future__ import annotations
 
 import re
 
-__all__ = ["ReportError", "backend_message", "first_line"]
+__all__ = ["ReportError", "backend_message", "check_count", "first_line"]
 
 
 class ReportError(Exception):
@@ -17,6 +18,21 @@ class ReportError(Exception):
 
     def __init__(self, message: str) -> None:
         super().__init__(" ".join(str(message).split()))
+
+
+def check_count(name: str, value: object, minimum: int, what: str) -> int:
+    """`value`, if it is an integer (not a bool) >= `minimum`.
+
+    Args:
+        name: the argument as the user wrote it (`-np`, `--bootstrap`, ...).
+        what: what it counts ("the number of processes").
+
+    Raises:
+        ReportError: `name: what must be an integer >= minimum, but got value`.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ReportError(f"{name}: {what} must be an integer >= {minimum}, but got {value!r}")
+    return value
 
 
 def first_line(error: BaseException) -> str:

@@ -9,6 +9,7 @@ from pathlib import Path
 from nnunet_surgery.cases.errors import ReportError
 
 __all__ = [
+    "IMAGE_SUFFIX",
     "NPZ_ENDING",
     "CaseFiles",
     "case_files",
@@ -19,6 +20,8 @@ __all__ = [
 ]
 
 NPZ_ENDING = ".npz"
+#: A case's first image channel is `CASE_0000{file_ending}`, as nnU-Net names images.
+IMAGE_SUFFIX = "_0000"
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ __all__ = [
     "check_probability_shape",
     "load_probabilities",
     "load_valid_probabilities",
+    "valid_probabilities",
 ]
 
 PROBABILITIES_KEY = "probabilities"
@@ -176,6 +177,29 @@ def check_probability_shape(
     raise ReportError(f"{path}: {problem}")
 
 
+def valid_probabilities(path: str | Path, values: np.ndarray, *, softmax: bool, hint: str = "") -> np.ndarray:
+    """The one probability check: `values` (C, ...) read from `path` checked (finite, in [0, 1], softmax
+    channels summing to 1: `calibration.check_probabilities`) and clipped into [0, 1] where rounding put
+    them a hair outside (a clipped copy; `values` itself when nothing is outside).
+
+    Args:
+        path: the file the values come from, named in the error.
+        values: (C, ...) probabilities, channels first.
+        softmax: whether the channels must sum to 1.
+        hint: appended to the error (e.g. what the caller expected the map to be).
+
+    Raises:
+        ReportError: NaN/inf, values outside [0, 1] beyond rounding, softmax sums off 1, naming `path`.
+    """
+    from nnunet_surgery.calibration import ProbabilityError, check_probabilities
+
+    try:
+        low, high = check_probabilities(values, softmax=softmax)
+    except ProbabilityError as error:
+        raise ReportError(f"{path}: {error}{hint}") from None
+    return values if low >= 0.0 and high <= 1.0 else np.clip(values, 0.0, 1.0)
+
+
 def load_valid_probabilities(
     path: str | Path,
     *,
@@ -183,23 +207,15 @@ def load_valid_probabilities(
     check_shape: Callable[[tuple[int, ...]], None] | None = None,
     hint: str = "",
 ) -> np.ndarray:
-    """`load_probabilities`, then the values checked as the report checks them (finite, in [0, 1], softmax
-    sums; `check_probabilities`) and clipped into [0, 1] where rounding put them a hair outside.
+    """`load_probabilities`, then `valid_probabilities` of the whole array.
 
     Args:
         path, check_shape: as `load_probabilities`.
-        softmax: whether the channels must sum to 1.
-        hint: appended to a value error (e.g. what the caller expected the map to be).
+        softmax, hint: as `valid_probabilities`.
 
     Raises:
-        ReportError: as `load_probabilities`, or values the report refuses.
+        ReportError: as `load_probabilities`, or values the check refuses.
     """
-    from nnunet_surgery.calibration import ProbabilityError, check_probabilities
-
-    path = Path(path)
-    probabilities = load_probabilities(path, check_shape=check_shape)
-    try:
-        low, high = check_probabilities(probabilities, softmax=softmax)
-    except ProbabilityError as error:
-        raise ReportError(f"{path}: {error}{hint}") from None
-    return probabilities if low >= 0.0 and high <= 1.0 else np.clip(probabilities, 0.0, 1.0)
+    return valid_probabilities(
+        path, load_probabilities(path, check_shape=check_shape), softmax=softmax, hint=hint
+    )

@@ -20,15 +20,32 @@ from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection, wait
 from typing import Generic, TypeVar
 
-from nnunet_surgery.cases.errors import ReportError
+from nnunet_surgery.cases.errors import ReportError, check_count
 
-__all__ = ["IN_FLIGHT_PER_WORKER", "WorkerPool", "map_cases", "ordered_map", "read_ahead"]
+__all__ = [
+    "IN_FLIGHT_PER_WORKER",
+    "WorkerPool",
+    "check_processes",
+    "iterate_cases",
+    "map_cases",
+    "ordered_map",
+    "read_ahead",
+]
 
 IN_FLIGHT_PER_WORKER = 2
 
 Task = TypeVar("Task")
 Prepared = TypeVar("Prepared")
 Result = TypeVar("Result")
+
+
+def check_processes(num_processes: object) -> int:
+    """`-np`: the number of worker processes, an integer >= 1 (1: in this process).
+
+    Raises:
+        ReportError: anything else, naming `-np`.
+    """
+    return check_count("-np", num_processes, 1, "the number of processes")
 
 
 def _serve(connection: Connection) -> None:
@@ -167,6 +184,54 @@ def ordered_map(
         yield from pool.map(function, tasks, name)
 
 
+def iterate_cases(
+    function: Callable[[Task], Result],
+    tasks: Sequence[Task],
+    num_processes: int,
+    name: Callable[[Task], str],
+    *,
+    desc: str,
+    progress: bool,
+    split: tuple[Callable[[Task], Prepared], Callable[[Task, Prepared], Result]] | None = None,
+) -> Iterator[Result]:
+    """Yield `function(task)` for every task, in task order, with a progress bar on stderr: in this process
+    (`num_processes` 1), else in spawned workers (`ordered_map`).
+
+    Args:
+        function: a picklable, module-level function.
+        tasks: picklable tasks.
+        num_processes: worker processes (1: in this process).
+        name: how a task is named in an error (its case).
+        desc: the progress bar's label.
+        progress: show the progress bar (on a terminal).
+        split: `(prepare, finish)` with `finish(task, prepare(task)) == function(task)`: in this process, the
+            next task is then prepared in a background thread while this one finishes (`read_ahead`).
+
+    Raises:
+        ReportError: as `WorkerPool.map`, or whatever `function` raised (the first in task order).
+    """
+    import sys
+
+    from tqdm import tqdm
+
+    if num_processes > 1:
+        results = ordered_map(function, tasks, num_processes, name)
+    elif split is not None:
+        results = read_ahead(*split, tasks)
+    else:
+        results = map(function, tasks)
+    bar = tqdm(total=len(tasks), desc=desc, unit="case", file=sys.stderr, disable=None if progress else True)
+    try:
+        for result in results:
+            yield result
+            bar.update()
+    finally:
+        bar.close()
+        close = getattr(results, "close", None)
+        if close is not None:  # a consumer that stops early stops the workers now, not when collected
+            close()
+
+
 def map_cases(
     function: Callable[[Task], Result],
     tasks: Sequence[Task],
@@ -176,17 +241,8 @@ def map_cases(
     desc: str,
     progress: bool,
 ) -> list[Result]:
-    """`function(task)` for every task, in this process (`num_processes` 1) or in workers (`ordered_map`),
-    with a progress bar on stderr; the results in task order."""
-    import sys
-
-    from tqdm import tqdm
-
-    results = ordered_map(function, tasks, num_processes, name) if num_processes > 1 else map(function, tasks)
-    bar = tqdm(
-        results, total=len(tasks), desc=desc, unit="case", file=sys.stderr, disable=None if progress else True
-    )
-    return list(bar)
+    """`iterate_cases` as a list: `function(task)` for every task, in task order."""
+    return list(iterate_cases(function, tasks, num_processes, name, desc=desc, progress=progress))
 
 
 def read_ahead(

@@ -107,17 +107,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser, overwrite="replace a report already in OUT_DIR")
 
 
-def _ensembles(pairs: list[tuple[str, tuple]]) -> dict[str, tuple]:
-    from nnunet_surgery.report import ReportError
-
-    names = [name for name, _ in pairs]
-    if len(set(names)) != len(names):
-        raise ReportError(
-            f"--ensemble: two ensembles are named {sorted(n for n in names if names.count(n) > 1)[0]!r}"
-        )
-    return dict(pairs)
-
-
 def run(args: argparse.Namespace) -> int:
     from nnunet_surgery.report import ReportError, generate_report
 
@@ -137,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
             preset=args.preset,
             images_folder=args.images,
             gallery=args.gallery,
-            ensembles=_ensembles(args.ensembles),
+            ensembles=args.ensembles,
             overwrite=args.overwrite,
             progress=args.progress,
         )

@@ -23,11 +23,13 @@ from pathlib import Path
 import numpy as np
 
 from nnunet_surgery.cases import (
+    IMAGE_SUFFIX,
     NPZ_ENDING,
     LabelLayout,
     ReportError,
     case_files,
     check_probability_shape,
+    check_processes,
     load_dataset_json,
     load_valid_probabilities,
     map_cases,
@@ -38,8 +40,6 @@ from nnunet_surgery.maps.geometry import read_geometry
 from nnunet_surgery.maps.uncertainty import EnsembleSums
 
 __all__ = ["MapsTask", "export_case", "export_maps", "map_file_names"]
-
-IMAGE_SUFFIX = "_0000"
 
 
 def _safe(name: str) -> str:
@@ -149,8 +149,7 @@ def export_maps(
 
     if not pred_folders:
         raise ReportError("PRED_FOLDER: give at least one prediction folder")
-    if isinstance(num_processes, bool) or not isinstance(num_processes, int) or num_processes < 1:
-        raise ReportError(f"-np: the number of processes must be an integer >= 1, but got {num_processes!r}")
+    check_processes(num_processes)
     dataset = load_dataset_json(dataset_json)
     folders = [Path(folder) for folder in pred_folders]
     if len({folder.resolve() for folder in folders}) != len(folders):

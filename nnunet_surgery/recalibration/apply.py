@@ -21,6 +21,7 @@ from nnunet_surgery.cases import (
     PROBABILITIES_KEY,
     ReportError,
     case_files,
+    check_processes,
     load_valid_probabilities,
     map_cases,
 )
@@ -109,8 +110,7 @@ def apply_calibrator(
         ReportError: any bad input or unwritable output, in one line; nothing is written then.
     """
 
-    if isinstance(num_processes, bool) or not isinstance(num_processes, int) or num_processes < 1:
-        raise ReportError(f"-np: the number of processes must be an integer >= 1, but got {num_processes!r}")
+    check_processes(num_processes)
     calibrator = read_calibrator(calibrator_json)
     pred_folder, out_folder = Path(pred_folder), Path(out_folder)
     sources = case_files(pred_folder, NPZ_ENDING, "prediction")

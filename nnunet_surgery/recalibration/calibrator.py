@@ -15,11 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from nnunet_surgery.cases import ReportError, read_json
+from nnunet_surgery.cases import ReportError, read_json, voxel_chunks
 from nnunet_surgery.cases.staging import write_text_atomic
 from nnunet_surgery.recalibration.logits import logits_from_probabilities, probabilities_from_logits
 from nnunet_surgery.recalibration.objective import METHODS, Method, Parameters
-from nnunet_surgery.report.scoring.case import voxel_chunks
 
 __all__ = ["FORMAT", "VERSION", "Calibrator", "FitSummary", "read_calibrator"]
 

@@ -15,11 +15,11 @@ from pathlib import Path
 from nnunet_surgery.cases.errors import ReportError
 from nnunet_surgery.cases.staging import check_writable, default_dir_mode
 from nnunet_surgery.report.outputs.calibration_json import report_json
-from nnunet_surgery.report.outputs.gallery import GALLERY_FOLDER, write_case_ece_plots, write_gallery
+from nnunet_surgery.report.outputs.gallery_plots import GALLERY_FOLDER, write_case_ece_plots, write_gallery
 from nnunet_surgery.report.outputs.plots import write_reliability_diagrams
 from nnunet_surgery.report.outputs.tables import comparison_report, write_csv, write_markdown
 from nnunet_surgery.report.scoring import CalibrationReport
-from nnunet_surgery.report.scoring.gallery import GalleryCase
+from nnunet_surgery.report.scoring.gallery_choice import GalleryCase
 
 __all__ = ["JSON_NAME", "check_out_dir", "is_report_file", "write_report", "write_report_files"]
 

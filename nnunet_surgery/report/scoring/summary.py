@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nnunet_surgery.calibration import BinnedStats
+from nnunet_surgery.report.inputs import Sources
 from nnunet_surgery.report.scoring.intervals import Intervals, Paired
-from nnunet_surgery.report.scoring.metrics import (
+from nnunet_surgery.report.scoring.scores import (
     CalibrationErrors,
     LabelMetrics,
     LabelScores,
@@ -112,15 +113,6 @@ class ModelSummary:
     top_label: TopLabelSummary | None
     classwise: ClasswiseMetrics
     monai: MonaiECE | None = None
-
-
-@dataclass(frozen=True)
-class Sources:
-    """Input paths recorded in the report."""
-
-    dataset_json: Path
-    gt_folder: Path
-    truth_folder: Path | None
 
 
 @dataclass(frozen=True)

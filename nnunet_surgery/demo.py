@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from nnunet_surgery.cases.errors import ReportError
+from nnunet_surgery.cases.errors import InputError
 from nnunet_surgery.cases.staging import write_text_atomic
 
 __all__ = [
@@ -106,11 +106,8 @@ SPACING_3D = (2.5, 1.0, 1.0)
 _PROGRESS = re.compile(r"^(\d{4}-\d\d-\d\d [\d:.]+: )?(Epoch \d+|train_loss|val_loss|Pseudo dice|Epoch time)")
 
 
-class DemoError(ReportError):
-    """A demo run that cannot go on; the message is one line naming what was wrong.
-
-    A `ReportError`, so that the shared file helpers (`files.write_text_atomic`) and the demo's own checks
-    reach the command's one-line error alike."""
+#: The demo's earlier name of `InputError` (a demo run that cannot go on, in one line naming what was wrong).
+DemoError = InputError
 
 
 @dataclass(frozen=True)
@@ -158,18 +155,18 @@ class DemoSettings:
         valid = demo_trainers()
         unknown = [t for t in self.trainers if t not in valid]
         if unknown or not self.trainers or len(set(self.trainers)) != len(self.trainers):
-            raise DemoError(
+            raise InputError(
                 f"--trainers must be distinct names from {', '.join(valid)}, but got {self.trainers}"
             )
         for name in ("epochs", "iterations_per_epoch", "val_iterations_per_epoch", "num_test"):
             if getattr(self, name) < 1:
-                raise DemoError(f"{name} must be >= 1, but got {getattr(self, name)}")
+                raise InputError(f"{name} must be >= 1, but got {getattr(self, name)}")
         if self.num_train < 5:
-            raise DemoError(f"num_train must be >= 5 (nnU-Net's 5-fold split), but got {self.num_train}")
+            raise InputError(f"num_train must be >= 5 (nnU-Net's 5-fold split), but got {self.num_train}")
         if self.dataset not in DATASETS:
-            raise DemoError(f"--dataset must be one of {', '.join(DATASETS)}, but got {self.dataset!r}")
+            raise InputError(f"--dataset must be one of {', '.join(DATASETS)}, but got {self.dataset!r}")
         if len(self.shape) not in (2, 3) or min(self.shape) < (16 if len(self.shape) == 3 else 32):
-            raise DemoError(
+            raise InputError(
                 "shape must be two sizes >= 32 (2D, nnU-Net's 2d configuration) or three >= 16 (3D, "
                 f"3d_fullres), but got {self.shape}"
             )
@@ -228,33 +225,33 @@ class DemoRun:
         state = self.out / "demo.json"
         settings = self.settings.as_json()
         if self.out.exists() and not self.out.is_dir():
-            raise DemoError(f"-o {self.out}: exists and is not a folder")
+            raise InputError(f"-o {self.out}: exists and is not a folder")
         if state.is_file():
             try:
                 previous = json.loads(state.read_text())
             except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-                raise DemoError(
+                raise InputError(
                     f"{state}: cannot read this demo run's settings ({error}); choose a new folder"
                 ) from None
             if not isinstance(previous, dict):
-                raise DemoError(
+                raise InputError(
                     f"{state}: expected the JSON object of a demo run's settings, but got {type(previous).__name__}; "
                     "choose a new folder"
                 )
             changed = self.settings.changed_from(previous)
             if changed:
-                raise DemoError(
+                raise InputError(
                     f"-o {self.out}: holds a demo run with other settings ({', '.join(changed)}); "
                     f"use another output folder or the same settings to resume"
                 )
             return True
         if self.out.is_dir() and any(self.out.iterdir()):
-            raise DemoError(f"-o {self.out}: folder is not empty and holds no demo run; choose a new folder")
+            raise InputError(f"-o {self.out}: folder is not empty and holds no demo run; choose a new folder")
         try:
             self.out.mkdir(parents=True, exist_ok=True)
             write_text_atomic(state, json.dumps(settings, indent=2, sort_keys=True), "the demo's settings")
         except OSError as error:
-            raise DemoError(
+            raise InputError(
                 f"-o {self.out}: cannot create or write the output folder ({error.strerror or error})"
             ) from None
         return False
@@ -299,7 +296,7 @@ class DemoRun:
             code = process.wait()
         if code != 0:
             tail = log_path.read_text().strip().splitlines()[-1:] or [""]
-            raise DemoError(f"{args[0]} failed (exit {code}, see {log_path}): {tail[0][:300]}")
+            raise InputError(f"{args[0]} failed (exit {code}, see {log_path}): {tail[0][:300]}")
         self.log(f"    done in {time.monotonic() - started:.0f} s (log: {log_path.relative_to(self.out)})")
 
     # steps --------------------------------------------------------------------------------------------------
@@ -355,7 +352,7 @@ class DemoRun:
         try:
             folder.mkdir(exist_ok=True)
         except OSError as error:
-            raise DemoError(
+            raise InputError(
                 f"{folder}: cannot create the demo's trainer folder ({error.strerror or error})"
             ) from None
         write_text_atomic(folder / "demo_trainers.py", _trainer_module(self.settings), "the demo's trainers")
@@ -550,7 +547,7 @@ def run_demo(out_dir: Path, settings: DemoSettings, log=print) -> Path:
     """Run (or resume) the whole demo in `out_dir`; returns the report folder.
 
     Raises:
-        DemoError: bad settings, an output folder holding something else, or a failed step.
+        InputError: bad settings, an output folder holding something else, or a failed step.
     """
     settings.validate()
     run = DemoRun(out_dir, settings, log)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from nnunet_surgery.cases.chunks import CHUNK_ELEMENTS, voxel_chunks
 from nnunet_surgery.cases.dataset import DatasetInfo, load_dataset_json, read_json, reader_for
-from nnunet_surgery.cases.errors import ReportError, check_count
+from nnunet_surgery.cases.errors import InputError, check_count
 from nnunet_surgery.cases.folders import (
     IMAGE_SUFFIX,
     NPZ_ENDING,
@@ -72,10 +72,10 @@ __all__ = [
     "CaseFiles",
     "CaseTask",
     "DatasetInfo",
+    "InputError",
     "LabelLayout",
     "PreparedCase",
     "Reference",
-    "ReportError",
     "RoiSpec",
     "WorkerPool",
     "case_files",

@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["ReportError", "backend_message", "check_count", "first_line"]
+__all__ = ["InputError", "backend_message", "check_count", "first_line"]
 
 
-class ReportError(Exception):
-    """Input the report refuses (missing or malformed files, inconsistent folders, bad options).
+class InputError(Exception):
+    """Input a command refuses (missing or malformed files, inconsistent folders, bad options): the one
+    error type of every command (`ReportError` and `DemoError` are its earlier names).
 
-    The message is a single line that starts with the offending file, folder or argument; the command
-    prints it as `nnunet-surgery report: error: <message>` and exits with status 2.
+    The message is a single line that starts with the offending file, folder or argument; `cli.main`
+    prints it as `nnunet-surgery COMMAND: error: <message>` and exits with status 2.
     """
 
     def __init__(self, message: str) -> None:
@@ -28,10 +29,10 @@ def check_count(name: str, value: object, minimum: int, what: str) -> int:
         what: what it counts ("the number of processes").
 
     Raises:
-        ReportError: `name: what must be an integer >= minimum, but got value`.
+        InputError: `name: what must be an integer >= minimum, but got value`.
     """
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ReportError(f"{name}: {what} must be an integer >= {minimum}, but got {value!r}")
+        raise InputError(f"{name}: {what} must be an integer >= {minimum}, but got {value!r}")
     return value
 
 

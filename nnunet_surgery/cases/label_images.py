@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nnunet_surgery.cases.errors import ReportError, backend_message
+from nnunet_surgery.cases.errors import InputError, backend_message
 from nnunet_surgery.cases.npz import MAX_ELEMENTS
 
 __all__ = ["check_label_image", "read_label_image", "read_label_image_and_properties"]
@@ -45,7 +45,7 @@ def _nifti_header(path: Path, head: bytes) -> tuple[tuple[int, ...], int]:
             continue
         header_bytes = struct.unpack_from(f"{order}i", head)[0]
         if len(head) < header_bytes:
-            raise ReportError(f"{path}: truncated NIfTI header ({len(head)} of {header_bytes} bytes)")
+            raise InputError(f"{path}: truncated NIfTI header ({len(head)} of {header_bytes} bytes)")
         if header_bytes == 348:
             dims = struct.unpack_from(f"{order}8h", head, 40)
             datatype = struct.unpack_from(f"{order}h", head, 70)[0]
@@ -55,23 +55,23 @@ def _nifti_header(path: Path, head: bytes) -> tuple[tuple[int, ...], int]:
             dims = struct.unpack_from(f"{order}8q", head, 16)
             offset = struct.unpack_from(f"{order}q", head, 168)[0]
         if not 1 <= dims[0] <= 7:
-            raise ReportError(f"{path}: damaged NIfTI header (dim[0] = {dims[0]}, expected 1 to 7)")
+            raise InputError(f"{path}: damaged NIfTI header (dim[0] = {dims[0]}, expected 1 to 7)")
         if datatype not in _NIFTI_ITEMSIZE:
-            raise ReportError(f"{path}: unsupported NIfTI datatype code {datatype}")
+            raise InputError(f"{path}: unsupported NIfTI datatype code {datatype}")
         # as nifti1_io: sizes below 1 count as 1, and the data never start inside the header
         sizes = tuple(max(int(n), 1) for n in dims[1 : dims[0] + 1])
         start = int(offset) if math.isfinite(offset) and offset >= header_bytes else header_bytes
         return _reader_order(sizes[::-1]), start + math.prod(sizes) * _NIFTI_ITEMSIZE[datatype]
-    raise ReportError(f"{path}: cannot read: not a NIfTI file (no NIfTI-1 or NIfTI-2 header)")
+    raise InputError(f"{path}: cannot read: not a NIfTI file (no NIfTI-1 or NIfTI-2 header)")
 
 
 def _check_declared(path: Path, shape: tuple[int, ...], expected_shape: tuple[int, ...] | None) -> None:
     """Refuse a declared shape over the cap, or whose voxel count cannot give `expected_shape`."""
     voxels = math.prod(shape)
     if voxels > MAX_ELEMENTS:
-        raise ReportError(f"{path}: declares {voxels} voxels {shape}, more than the limit of {MAX_ELEMENTS}")
+        raise InputError(f"{path}: declares {voxels} voxels {shape}, more than the limit of {MAX_ELEMENTS}")
     if expected_shape is not None and voxels != math.prod(expected_shape):
-        raise ReportError(
+        raise InputError(
             f"{path}: shape {shape} (from its header) does not match the reference's {tuple(expected_shape)}"
         )
 
@@ -96,15 +96,15 @@ def _check_nifti(path: Path, size: int, expected_shape: tuple[int, ...] | None) 
                     break
                 held += read
             if held < end:
-                raise ReportError(
+                raise InputError(
                     f"{path}: truncated: its header declares {end} bytes (header and voxels), it holds {held}"
                 )
             if held > end or (compressed and stream.read(1)):
-                raise ReportError(f"{path}: holds more data than its header declares ({end} bytes, {shape})")
-    except ReportError:
+                raise InputError(f"{path}: holds more data than its header declares ({end} bytes, {shape})")
+    except InputError:
         raise
     except (OSError, EOFError, zlib.error, ValueError) as error:
-        raise ReportError(
+        raise InputError(
             f"{path}: cannot read: corrupt or truncated file ({backend_message(error)})"
         ) from None
     return shape
@@ -152,23 +152,23 @@ def check_label_image(
         The declared shape in nnU-Net's order, or None where it could not be read from a header.
 
     Raises:
-        ReportError: unreadable or damaged header, oversized, wrong voxel count, wrong data length.
+        InputError: unreadable or damaged header, oversized, wrong voxel count, wrong data length.
     """
     path = Path(path)
     try:
         size = path.stat().st_size
     except OSError as error:
-        raise ReportError(f"{path}: cannot read ({error.strerror or error})") from None
+        raise InputError(f"{path}: cannot read ({error.strerror or error})") from None
     if path.name.lower().endswith((".nii", ".nii.gz")):
         return _check_nifti(path, size, expected_shape)
     try:
         shape = _other_header(path)
     except Exception as error:  # header readers raise whatever their backend raises
-        raise ReportError(f"{path}: cannot read the image header ({backend_message(error)})") from None
+        raise InputError(f"{path}: cannot read the image header ({backend_message(error)})") from None
     if shape is not None:
         _check_declared(path, shape, expected_shape)
     elif size > MAX_ELEMENTS:  # no header: an uncompressed label image holds at least a byte per voxel
-        raise ReportError(f"{path}: {size} bytes, more than the limit of {MAX_ELEMENTS} for a label image")
+        raise InputError(f"{path}: {size} bytes, more than the limit of {MAX_ELEMENTS} for a label image")
     return shape
 
 
@@ -187,7 +187,7 @@ def read_label_image(
             defines its case's shape: only the cap applies).
 
     Raises:
-        ReportError: the header checks fail, the reader fails on the file, or the shape is not `expected_shape`.
+        InputError: the header checks fail, the reader fails on the file, or the shape is not `expected_shape`.
     """
     return read_label_image_and_properties(reader_class, path, expected_shape=expected_shape)[0]
 
@@ -204,12 +204,12 @@ def read_label_image_and_properties(
         try:
             image, properties = reader_class().read_seg(str(path))
         except Exception as error:  # readers raise whatever their backend raises
-            raise ReportError(
+            raise InputError(
                 f"{path}: cannot read with {reader_class.__name__} ({backend_message(error)})"
             ) from None
     image = np.asarray(image)
     if expected_shape is not None and image.shape != tuple(expected_shape):
-        raise ReportError(
+        raise InputError(
             f"{path}: shape {image.shape} does not match the reference's {tuple(expected_shape)}"
         )
     return image, properties

@@ -14,7 +14,7 @@ from typing import IO
 
 import numpy as np
 
-from nnunet_surgery.cases.errors import ReportError, first_line
+from nnunet_surgery.cases.errors import InputError, first_line
 from nnunet_surgery.cases.labels import LabelLayout
 
 __all__ = [
@@ -57,7 +57,7 @@ def _check_archive_magic(path: Path, key: str) -> None:
         with path.open("rb") as handle:
             magic = handle.read(6)
     except OSError as error:
-        raise ReportError(f"{path}: cannot read ({error.strerror or error})") from None
+        raise InputError(f"{path}: cannot read ({error.strerror or error})") from None
     if not magic.startswith(_ZIP_MAGIC):
         if magic[:1] == b"\x80":
             problem = "is a Python pickle, not an npz archive (refused: pickles are never loaded)"
@@ -65,7 +65,7 @@ def _check_archive_magic(path: Path, key: str) -> None:
             problem = f"is a single .npy array, not an npz archive holding {key!r}"
         else:
             problem = "is not an npz (zip) archive (corrupt or wrong file)"
-        raise ReportError(f"{path}: {problem}")
+        raise InputError(f"{path}: {problem}")
 
 
 def _read_header(path: Path, key: str, stream: IO[bytes]) -> _ArrayHeader:
@@ -76,24 +76,24 @@ def _read_header(path: Path, key: str, stream: IO[bytes]) -> _ArrayHeader:
     elif version == (2, 0):
         shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(stream)
     else:
-        raise ReportError(f"{path}: {key!r} has an unsupported .npy format version {version}")
+        raise InputError(f"{path}: {key!r} has an unsupported .npy format version {version}")
     if dtype.hasobject:
-        raise ReportError(
+        raise InputError(
             f"{path}: {key!r} is a pickled object array (refused: pickled objects are never loaded)"
         )
     if not np.issubdtype(dtype, np.floating):
-        raise ReportError(f"{path}: {key!r} must be a floating-point array, but has dtype {dtype}")
+        raise InputError(f"{path}: {key!r} must be a floating-point array, but has dtype {dtype}")
     return _ArrayHeader(tuple(int(n) for n in shape), dtype, bool(fortran_order))
 
 
 def _read_data(path: Path, key: str, stream: IO[bytes], header: _ArrayHeader, declared: int) -> np.ndarray:
     """Read exactly the bytes the header declares, in bounded chunks, into a fresh array."""
     if math.prod(header.shape) > MAX_ELEMENTS:
-        raise ReportError(
+        raise InputError(
             f"{path}: {key!r} declares {math.prod(header.shape)} values, more than the limit of {MAX_ELEMENTS}"
         )
     if header.nbytes > declared:
-        raise ReportError(
+        raise InputError(
             f"{path}: {key!r} is truncated: its header declares {header.nbytes} bytes of data, the archive holds {declared}"
         )
     array = np.empty(header.shape[::-1] if header.fortran_order else header.shape, dtype=header.dtype)
@@ -102,10 +102,10 @@ def _read_data(path: Path, key: str, stream: IO[bytes], header: _ArrayHeader, de
     while offset < header.nbytes:
         read = stream.readinto(buffer[offset : offset + READ_CHUNK])
         if not read:
-            raise ReportError(f"{path}: {key!r} is truncated after {offset} of {header.nbytes} bytes")
+            raise InputError(f"{path}: {key!r} is truncated after {offset} of {header.nbytes} bytes")
         offset += read
     if stream.read(1):
-        raise ReportError(f"{path}: {key!r} holds more data than its header declares ({header.shape})")
+        raise InputError(f"{path}: {key!r} holds more data than its header declares ({header.shape})")
     return array.T if header.fortran_order else array
 
 
@@ -127,13 +127,13 @@ def load_probabilities(
     Args:
         path: the `CASE.npz` file.
         key: array name inside the archive.
-        check_shape: raises ReportError for a declared shape the caller cannot use.
+        check_shape: raises InputError for a declared shape the caller cannot use.
 
     Returns:
         The floating-point array (C, *spatial), as stored.
 
     Raises:
-        ReportError: unreadable, corrupt, truncated, oversized, pickled, missing key, or a non-floating dtype.
+        InputError: unreadable, corrupt, truncated, oversized, pickled, missing key, or a non-floating dtype.
     """
     path = Path(path)
     _check_archive_magic(path, key)
@@ -143,17 +143,17 @@ def load_probabilities(
             names = archive.namelist()
             if member not in names:
                 found = sorted(name[: -len(".npy")] if name.endswith(".npy") else name for name in names)
-                raise ReportError(f"{path}: no array {key!r} in the npz archive (found {found})")
+                raise InputError(f"{path}: no array {key!r} in the npz archive (found {found})")
             info = archive.getinfo(member)
             with archive.open(info) as stream:
                 header = _read_header(path, key, stream)
                 if check_shape is not None:
                     check_shape(header.shape)
                 return _read_data(path, key, stream, header, info.file_size - stream.tell())
-    except ReportError:
+    except InputError:
         raise
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError, RuntimeError) as error:
-        raise ReportError(f"{path}: corrupt npz archive ({first_line(error)})") from None
+        raise InputError(f"{path}: corrupt npz archive ({first_line(error)})") from None
 
 
 def check_probability_shape(
@@ -174,7 +174,7 @@ def check_probability_shape(
         )
     else:
         problem = f"spatial shape {shape[1:]} does not match the reference's {expected[1:]}"
-    raise ReportError(f"{path}: {problem}")
+    raise InputError(f"{path}: {problem}")
 
 
 def valid_probabilities(path: str | Path, values: np.ndarray, *, softmax: bool, hint: str = "") -> np.ndarray:
@@ -189,14 +189,14 @@ def valid_probabilities(path: str | Path, values: np.ndarray, *, softmax: bool, 
         hint: appended to the error (e.g. what the caller expected the map to be).
 
     Raises:
-        ReportError: NaN/inf, values outside [0, 1] beyond rounding, softmax sums off 1, naming `path`.
+        InputError: NaN/inf, values outside [0, 1] beyond rounding, softmax sums off 1, naming `path`.
     """
     from nnunet_surgery.calibration import ProbabilityError, check_probabilities
 
     try:
         low, high = check_probabilities(values, softmax=softmax)
     except ProbabilityError as error:
-        raise ReportError(f"{path}: {error}{hint}") from None
+        raise InputError(f"{path}: {error}{hint}") from None
     return values if low >= 0.0 and high <= 1.0 else np.clip(values, 0.0, 1.0)
 
 
@@ -214,7 +214,7 @@ def load_valid_probabilities(
         softmax, hint: as `valid_probabilities`.
 
     Raises:
-        ReportError: as `load_probabilities`, or values the check refuses.
+        InputError: as `load_probabilities`, or values the check refuses.
     """
     return valid_probabilities(
         path, load_probabilities(path, check_shape=check_shape), softmax=softmax, hint=hint

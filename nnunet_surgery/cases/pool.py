@@ -3,7 +3,7 @@
 `multiprocessing.Pool` waits forever for a task whose worker was killed (as by the out-of-memory killer on
 a large 3D dataset). Here each spawned worker holds one task at a time and the parent waits on the
 workers' result pipes and process sentinels together, so it knows which case a dead worker held and
-stops the run at once: a one-line `ReportError` naming that case, every worker ended. At most
+stops the run at once: a one-line `InputError` naming that case, every worker ended. At most
 `IN_FLIGHT_PER_WORKER * workers` results are ahead of the one yielded next, and results are yielded in
 task order, so the merge order, and thus the report, does not depend on the number of processes.
 
@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection, wait
 from typing import Generic, TypeVar
 
-from nnunet_surgery.cases.errors import ReportError, check_count
+from nnunet_surgery.cases.errors import InputError, check_count
 
 __all__ = [
     "IN_FLIGHT_PER_WORKER",
@@ -43,7 +43,7 @@ def check_processes(num_processes: object) -> int:
     """`-np`: the number of worker processes, an integer >= 1 (1: in this process).
 
     Raises:
-        ReportError: anything else, naming `-np`.
+        InputError: anything else, naming `-np`.
     """
     return check_count("-np", num_processes, 1, "the number of processes")
 
@@ -97,7 +97,7 @@ class WorkerPool(Generic[Task, Result]):
             name: how a task is named in an error (its case).
 
         Raises:
-            ReportError: a worker process died (killed or crashed) while it held a task; or whatever
+            InputError: a worker process died (killed or crashed) while it held a task; or whatever
                 `function` raised for a task (the first in task order).
         """
         if self._broken:
@@ -140,7 +140,7 @@ class WorkerPool(Generic[Task, Result]):
                     except (EOFError, OSError):
                         process.join(timeout=5)
                         case = name(tasks[held[worker]]) if worker in held else "a case"
-                        raise ReportError(
+                        raise InputError(
                             f"{case}: the worker process handling this case died (exit code {process.exitcode}: "
                             "killed, e.g. by the out-of-memory killer, or crashed); nothing written. Try fewer "
                             "processes (-np)"
@@ -208,7 +208,7 @@ def iterate_cases(
             next task is then prepared in a background thread while this one finishes (`read_ahead`).
 
     Raises:
-        ReportError: as `WorkerPool.map`, or whatever `function` raised (the first in task order).
+        InputError: as `WorkerPool.map`, or whatever `function` raised (the first in task order).
     """
     import sys
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from nnunet_surgery.cases.chunks import voxel_chunks
-from nnunet_surgery.cases.errors import ReportError
+from nnunet_surgery.cases.errors import InputError
 from nnunet_surgery.cases.folders import CaseFiles
 from nnunet_surgery.cases.label_images import read_label_image
 from nnunet_surgery.cases.labels import LabelLayout
@@ -63,17 +63,17 @@ def _read_labels(task: CaseTask) -> np.ndarray:
     path = task.files.reference
     image = read_label_image(task.reader_class, path)
     if image.ndim < 2 or image.shape[0] != 1:
-        raise ReportError(
+        raise InputError(
             f"{path}: expected one segmentation channel (1, *spatial) from the reader, got {image.shape}"
         )
     reference = image.astype(np.int32)
     if not np.array_equal(reference, image):
-        raise ReportError(f"{path}: reference holds non-integer label values")
+        raise InputError(f"{path}: reference holds non-integer label values")
     low = int(reference.min())
     present = set() if low < 0 else set(np.flatnonzero(np.bincount(reference.ravel())).tolist())
     unknown = sorted(present - set(task.layout.valid_values)) if low >= 0 else [low]
     if unknown:
-        raise ReportError(
+        raise InputError(
             f"{path}: reference holds label value(s) {unknown[:5]} not in dataset.json (valid: {list(task.layout.valid_values)})"
         )
     return reference
@@ -83,7 +83,7 @@ def read_reference(task: CaseTask) -> Reference:
     """Read and check a case's reference (label values of dataset.json only) and, for `mask:FOLDER`, its mask.
 
     Raises:
-        ReportError: an unreadable or damaged reference or mask, unknown label values, a mask of another shape.
+        InputError: an unreadable or damaged reference or mask, unknown label values, a mask of another shape.
     """
     files, layout, spec = task.files, task.layout, task.roi
     reference = _read_labels(task)
@@ -118,7 +118,7 @@ def load_model(paths: tuple[Path, ...], reference: Reference, layout: LabelLayou
     them), each member's values checked before it is added.
 
     Raises:
-        ReportError: an unreadable or mismatched file, or (ensembles) a member's invalid values.
+        InputError: an unreadable or mismatched file, or (ensembles) a member's invalid values.
     """
     if len(paths) == 1:
         return _load_checked(paths[0], reference, layout)
@@ -159,7 +159,7 @@ def prepare_case(task: CaseTask) -> PreparedCase:
     background thread while the previous case is used (`pool.read_ahead`).
 
     Raises:
-        ReportError: unreadable files, shape, axis order or channel mismatches, unknown reference labels,
+        InputError: unreadable files, shape, axis order or channel mismatches, unknown reference labels,
             invalid truth values.
     """
     files = task.files

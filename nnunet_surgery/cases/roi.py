@@ -15,7 +15,7 @@ from typing import Literal
 
 import numpy as np
 
-from nnunet_surgery.cases.errors import ReportError
+from nnunet_surgery.cases.errors import InputError
 
 __all__ = ["RoiSpec", "band_mask", "check_roi", "parse_roi", "roi_mask"]
 
@@ -68,15 +68,15 @@ def check_roi(roi: RoiSpec | str) -> RoiSpec:
     """`--roi` as a RoiSpec: a RoiSpec as it is, a string parsed (`parse_roi`).
 
     Raises:
-        ReportError: naming `--roi` and the expected forms.
+        InputError: naming `--roi` and the expected forms.
     """
     if isinstance(roi, str):
         try:
             roi = parse_roi(roi)
         except ValueError as error:
-            raise ReportError(f"--roi: {error}") from None
+            raise InputError(f"--roi: {error}") from None
     if not isinstance(roi, RoiSpec):
-        raise ReportError(f"--roi: expected all, band:D, mask:FOLDER or a RoiSpec, but got {roi!r}")
+        raise InputError(f"--roi: expected all, band:D, mask:FOLDER or a RoiSpec, but got {roi!r}")
     return roi
 
 

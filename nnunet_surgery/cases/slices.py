@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nnunet_surgery.cases.errors import ReportError
+from nnunet_surgery.cases.errors import InputError
 from nnunet_surgery.cases.label_images import check_label_image, read_label_image
 from nnunet_surgery.cases.labels import LabelLayout
 from nnunet_surgery.cases.npz import check_probability_shape, load_probabilities
@@ -61,7 +61,7 @@ def _read_image(reader_class: type, path: Path, shape: tuple[int, ...]) -> np.nd
         try:
             image, _ = reader_class().read_images((str(path),))
         except Exception as error:  # readers raise whatever their backend raises
-            raise ReportError(f"{path}: cannot read with {reader_class.__name__} ({error})") from None
+            raise InputError(f"{path}: cannot read with {reader_class.__name__} ({error})") from None
     return np.asarray(image[0], dtype=np.float32)
 
 
@@ -76,12 +76,12 @@ def read_case_slice(
     """Read one case and cut the slice of label `layout.names[label_index]`.
 
     Raises:
-        ReportError: unreadable files, or an image whose shape differs from the reference's.
+        InputError: unreadable files, or an image whose shape differs from the reference's.
     """
     labels = read_label_image(reader_class, reference)[0]
     picture = _read_image(reader_class, image, labels.shape)
     if picture.shape != labels.shape:
-        raise ReportError(
+        raise InputError(
             f"{image}: image shape {picture.shape} does not match the reference's {labels.shape}"
         )
     mask = layout.member_mask(label_index, labels)

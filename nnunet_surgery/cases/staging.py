@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from nnunet_surgery.cases.errors import ReportError
+from nnunet_surgery.cases.errors import InputError
 
 __all__ = [
     "check_writable",
@@ -36,18 +36,18 @@ def check_writable(path: str | Path, what: str = "OUT_DIR") -> None:
         what: how the error names it ("OUT_DIR", "-o CALIBRATOR.json", ...).
 
     Raises:
-        ReportError: naming the path and the problem.
+        InputError: naming the path and the problem.
     """
     path = Path(path)
     ancestor = path.absolute().parent
     while not ancestor.exists():
         ancestor = ancestor.parent
     if not ancestor.is_dir():
-        raise ReportError(f"{path}: {what} cannot be created: {ancestor} is a file, not a folder")
+        raise InputError(f"{path}: {what} cannot be created: {ancestor} is a file, not a folder")
     try:
         Path(tempfile.mkdtemp(prefix=".nnunet-surgery-probe.", dir=ancestor)).rmdir()
     except OSError as error:
-        raise ReportError(
+        raise InputError(
             f"{path}: {what} cannot be written ({error.strerror or error} in {ancestor})"
         ) from None
 
@@ -63,7 +63,7 @@ def write_text_atomic(path: str | Path, text: str, what: str = "the output") -> 
     """Write `text` to a hidden file beside `path`, then rename it to `path`.
 
     Raises:
-        ReportError: the file cannot be written (full disk, read-only folder), naming it.
+        InputError: the file cannot be written (full disk, read-only folder), naming it.
     """
     path = Path(path)
     partial = path.with_name(f".{path.name}.partial")
@@ -72,7 +72,7 @@ def write_text_atomic(path: str | Path, text: str, what: str = "the output") -> 
         partial.replace(path)
     except OSError as error:
         partial.unlink(missing_ok=True)
-        raise ReportError(f"{path}: cannot write {what} ({error.strerror or error})") from None
+        raise InputError(f"{path}: cannot write {what} ({error.strerror or error})") from None
 
 
 def move_folder_into_place(staging: Path, target: Path) -> None:
@@ -101,21 +101,21 @@ def staged_folder(out_dir: str | Path, *, overwrite: bool, what: str = "the outp
     removed and `out_dir` is untouched. `what` names the folder in the errors.
 
     Raises:
-        ReportError: `out_dir` exists and `overwrite` is False, or the folder cannot be written.
+        InputError: `out_dir` exists and `overwrite` is False, or the folder cannot be written.
     """
     out_dir = Path(out_dir).absolute()
     if out_dir.exists() and not overwrite:
-        raise ReportError(f"{out_dir}: {what} exists; pass --overwrite to replace it")
+        raise InputError(f"{out_dir}: {what} exists; pass --overwrite to replace it")
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
     except OSError as error:
-        raise ReportError(f"{out_dir}: cannot create {what} ({error.strerror or error})") from None
+        raise InputError(f"{out_dir}: cannot create {what} ({error.strerror or error})") from None
     try:
         yield staging
         move_folder_into_place(staging, out_dir)
     except OSError as error:
-        raise ReportError(f"{out_dir}: cannot write {what} ({error.strerror or error})") from None
+        raise InputError(f"{out_dir}: cannot write {what} ({error.strerror or error})") from None
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)

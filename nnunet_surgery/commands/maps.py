@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from nnunet_surgery.commands._options import add_common_arguments, processes
 
@@ -41,20 +40,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from nnunet_surgery.maps.export import export_maps
-    from nnunet_surgery.report import ReportError
 
-    try:
-        cases = export_maps(
-            args.pred_folders,
-            args.reference,
-            args.djfile,
-            args.out_dir,
-            num_processes=processes(args),
-            overwrite=args.overwrite,
-            progress=args.progress,
-        )
-    except ReportError as error:
-        print(f"nnunet-surgery maps: error: {error}", file=sys.stderr)
-        return 2
+    cases = export_maps(
+        args.pred_folders,
+        args.reference,
+        args.djfile,
+        args.out_dir,
+        num_processes=processes(args),
+        overwrite=args.overwrite,
+        progress=args.progress,
+    )
     print(f"wrote {args.out_dir} ({len(cases)} case(s), {len(args.pred_folders)} folder(s) each)")
     return 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from nnunet_surgery.commands._options import add_common_arguments, processes, roi_argument
 
@@ -108,30 +107,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nnunet_surgery.report import ReportError, generate_report
+    from nnunet_surgery.report import generate_report
 
-    try:
-        summary = generate_report(
-            args.gt_folder,
-            args.pred_folders,
-            args.djfile,
-            args.out_dir,
-            names=args.names,
-            n_bins=args.bins,
-            roi=args.roi,
-            truth_folder=args.truth,
-            num_processes=processes(args),
-            bootstrap=args.bootstrap,
-            seed=args.bootstrap_seed,
-            preset=args.preset,
-            images_folder=args.images,
-            gallery=args.gallery,
-            ensembles=args.ensembles,
-            overwrite=args.overwrite,
-            progress=args.progress,
-        )
-    except ReportError as error:
-        print(f"nnunet-surgery report: error: {error}", file=sys.stderr)
-        return 2
+    summary = generate_report(
+        args.gt_folder,
+        args.pred_folders,
+        args.djfile,
+        args.out_dir,
+        names=args.names,
+        n_bins=args.bins,
+        roi=args.roi,
+        truth_folder=args.truth,
+        num_processes=processes(args),
+        bootstrap=args.bootstrap,
+        seed=args.bootstrap_seed,
+        preset=args.preset,
+        images_folder=args.images,
+        gallery=args.gallery,
+        ensembles=args.ensembles,
+        overwrite=args.overwrite,
+        progress=args.progress,
+    )
     print(f"wrote {args.out_dir} ({len(summary['models'])} model(s), {len(summary['roi_voxels'])} case(s))")
     return 0

@@ -25,8 +25,8 @@ import numpy as np
 from nnunet_surgery.cases import (
     IMAGE_SUFFIX,
     NPZ_ENDING,
+    InputError,
     LabelLayout,
-    ReportError,
     case_files,
     check_probability_shape,
     check_processes,
@@ -89,12 +89,12 @@ def export_case(task: MapsTask) -> str:
     """Write one case's maps into `out_dir/case` (whole or not at all); returns the case.
 
     Raises:
-        ReportError: unreadable, mismatched or invalid files, naming the file.
+        InputError: unreadable, mismatched or invalid files, naming the file.
     """
     layout = task.layout
     target = task.out_dir / task.case
     if target.exists() and not task.overwrite:
-        raise ReportError(f"{target}: exists; pass --overwrite to replace it")
+        raise InputError(f"{target}: exists; pass --overwrite to replace it")
     geometry = read_geometry(task.reader_class, task.reference)
     expected = (layout.n_channels, *geometry.shape)
     sums = EnsembleSums(softmax=layout.softmax)
@@ -143,48 +143,48 @@ def export_maps(
         The cases written.
 
     Raises:
-        ReportError: any bad input or unwritable output, in one line, before or while a case is written
+        InputError: any bad input or unwritable output, in one line, before or while a case is written
             (cases finished before stay: each case folder is complete or absent).
     """
 
     if not pred_folders:
-        raise ReportError("PRED_FOLDER: give at least one prediction folder")
+        raise InputError("PRED_FOLDER: give at least one prediction folder")
     check_processes(num_processes)
     dataset = load_dataset_json(dataset_json)
     folders = [Path(folder) for folder in pred_folders]
     if len({folder.resolve() for folder in folders}) != len(folders):
-        raise ReportError("PRED_FOLDER: a prediction folder is given twice")
+        raise InputError("PRED_FOLDER: a prediction folder is given twice")
     out_dir = Path(out_dir)
     if out_dir.resolve() in {folder.resolve() for folder in (*folders, Path(reference_folder))}:
-        raise ReportError(f"{out_dir}: OUT_DIR must not be an input folder")
+        raise InputError(f"{out_dir}: OUT_DIR must not be an input folder")
     if out_dir.exists() and not out_dir.is_dir():
-        raise ReportError(f"{out_dir}: OUT_DIR exists and is not a folder")
+        raise InputError(f"{out_dir}: OUT_DIR exists and is not a folder")
     references = _reference_files(Path(reference_folder), dataset.file_ending)
     members = [case_files(folder, NPZ_ENDING, "prediction") for folder in folders]
     cases = sorted(members[0])
     for folder, files in zip(folders, members, strict=True):
         if files.keys() != set(cases):
             differ = sorted(set(cases) ^ files.keys())
-            raise ReportError(
+            raise InputError(
                 f"{folder}: holds other cases than {folders[0]} (e.g. {differ[0]}): every folder must hold the same cases"
             )
     missing = [case for case in cases if case not in references]
     if missing:
-        raise ReportError(
+        raise InputError(
             f"{reference_folder}: no reference CASE{dataset.file_ending} or image CASE{IMAGE_SUFFIX}{dataset.file_ending} "
             f"for case {missing[0]}" + (f" and {len(missing) - 1} more" if len(missing) > 1 else "")
         )
     if out_dir.is_dir() and not overwrite:
         existing = sorted(case for case in cases if (out_dir / case).exists())
         if existing:
-            raise ReportError(
+            raise InputError(
                 f"{out_dir}: already holds maps of {existing[0]}; pass --overwrite to replace them"
             )
     check_writable(out_dir, "OUT_DIR")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise ReportError(f"{out_dir}: cannot create OUT_DIR ({error.strerror or error})") from None
+        raise InputError(f"{out_dir}: cannot create OUT_DIR ({error.strerror or error})") from None
     reader_class = reader_for(dataset, references[cases[0]])
     tasks = [
         MapsTask(case, references[case], tuple(files[case] for files in members), reader_class, dataset.layout,

@@ -19,7 +19,7 @@ import numpy as np
 from nnunet_surgery.cases import (
     NPZ_ENDING,
     PROBABILITIES_KEY,
-    ReportError,
+    InputError,
     case_files,
     check_processes,
     load_valid_probabilities,
@@ -52,10 +52,10 @@ class ApplyTask:
 
 def _check_shape(path: Path, shape: tuple[int, ...], calibrator: Calibrator) -> None:
     if len(shape) < 2:
-        raise ReportError(f"{path}: expected probabilities (C, *spatial), but the array has shape {shape}")
+        raise InputError(f"{path}: expected probabilities (C, *spatial), but the array has shape {shape}")
     if shape[0] != calibrator.n_channels:
         kind = "regions" if calibrator.region_based else "softmax channels"
-        raise ReportError(
+        raise InputError(
             f"{path}: has {shape[0]} channels, but the calibrator was fitted on {calibrator.n_channels} {kind}"
         )
 
@@ -64,7 +64,7 @@ def apply_case(task: ApplyTask) -> str:
     """Recalibrate one case into the staging folder; returns the case.
 
     Raises:
-        ReportError: an unreadable, malformed or mismatched probability map, naming the file.
+        InputError: an unreadable, malformed or mismatched probability map, naming the file.
     """
     calibrator = task.calibrator
     probabilities = load_valid_probabilities(
@@ -107,7 +107,7 @@ def apply_calibrator(
         The number of cases written.
 
     Raises:
-        ReportError: any bad input or unwritable output, in one line; nothing is written then.
+        InputError: any bad input or unwritable output, in one line; nothing is written then.
     """
 
     check_processes(num_processes)
@@ -115,9 +115,9 @@ def apply_calibrator(
     pred_folder, out_folder = Path(pred_folder), Path(out_folder)
     sources = case_files(pred_folder, NPZ_ENDING, "prediction")
     if out_folder.resolve() == pred_folder.resolve() or out_folder.resolve() in pred_folder.resolve().parents:
-        raise ReportError(f"{out_folder}: OUT_FOLDER must not be PRED_FOLDER or a folder holding it")
+        raise InputError(f"{out_folder}: OUT_FOLDER must not be PRED_FOLDER or a folder holding it")
     if out_folder.exists() and not out_folder.is_dir():
-        raise ReportError(f"{out_folder}: OUT_FOLDER exists and is not a folder")
+        raise InputError(f"{out_folder}: OUT_FOLDER exists and is not a folder")
     check_writable(out_folder, "OUT_FOLDER")
     with staged_folder(out_folder, overwrite=overwrite) as staging:
         tasks = []
@@ -129,5 +129,5 @@ def apply_calibrator(
         try:
             map_cases(apply_case, tasks, num_processes, _case_name, desc="recalibrate", progress=progress)
         except OSError as error:
-            raise ReportError(f"{out_folder}: cannot write ({error.strerror or error})") from None
+            raise InputError(f"{out_folder}: cannot write ({error.strerror or error})") from None
     return len(tasks)

@@ -18,9 +18,9 @@ import numpy as np
 
 from nnunet_surgery.cases import (
     CaseTask,
+    InputError,
     LabelLayout,
     PreparedCase,
-    ReportError,
     RoiSpec,
     WorkerPool,
     check_processes,
@@ -118,7 +118,7 @@ def fit_case(task: FitTask) -> CaseFit:
     """Read one case (reference, ROI, probabilities; all checked) and sum its statistics at `task.thetas`.
 
     Raises:
-        ReportError: as the report, for any file of the case.
+        InputError: as the report, for any file of the case.
     """
     return _finish(task, _prepare(task))
 
@@ -204,12 +204,12 @@ def fit_calibrator(
         The calibrator, with its fit summary.
 
     Raises:
-        ReportError: any bad input, or a fit that cannot give a calibrator, in one line.
+        InputError: any bad input, or a fit that cannot give a calibrator, in one line.
     """
     if method not in METHODS:
-        raise ReportError(f"--method: expected one of {', '.join(METHODS)}, but got {method!r}")
+        raise InputError(f"--method: expected one of {', '.join(METHODS)}, but got {method!r}")
     if not pred_folders:
-        raise ReportError("VAL_PRED_FOLDER: give at least one folder of validation predictions")
+        raise InputError("VAL_PRED_FOLDER: give at least one folder of validation predictions")
     check_processes(num_processes)
     roi = check_roi(roi)
     dataset = load_dataset_json(dataset_json)
@@ -229,7 +229,7 @@ def fit_calibrator(
         try:
             result = minimise(passes, parameters, on_pass=_report_pass(progress))
         except FitError as error:
-            raise ReportError(f"{', '.join(map(str, pred_folders))}: {error}") from None
+            raise InputError(f"{', '.join(map(str, pred_folders))}: {error}") from None
     scale, bias = parameters.scale_bias(result.theta)
     summary = FitSummary(
         cases=len(tasks),

@@ -15,7 +15,8 @@ spawned workers start fast.
 
 from __future__ import annotations
 
-from nnunet_surgery.cases import ReportError, RoiSpec, parse_roi
+from nnunet_surgery.cases import RoiSpec, parse_roi
+from nnunet_surgery.report.errors import ReportError
 from nnunet_surgery.report.pipeline import build_report, generate_report
 from nnunet_surgery.report.scoring import CalibrationReport
 

@@ -1,7 +1,8 @@
-"""The report's exception type (defined in `nnunet_surgery.cases.errors`, shared with every command)."""
+"""The report's exception type under its first module path (`ReportError`, an alias of
+`nnunet_surgery.cases.InputError`, shared with every command)."""
 
 from __future__ import annotations
 
-from nnunet_surgery.cases.errors import ReportError
+from nnunet_surgery.errors import ReportError
 
 __all__ = ["ReportError"]

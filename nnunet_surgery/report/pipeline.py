@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nnunet_surgery.cases import ReportError
+from nnunet_surgery.cases import InputError
 from nnunet_surgery.report.inputs import check_gallery, read_gallery, read_inputs
 from nnunet_surgery.report.outputs import check_out_dir, report_json, write_report
 from nnunet_surgery.report.scoring import CalibrationReport, GalleryCase, score_report, select_gallery
@@ -37,7 +37,7 @@ def build_report(
             num_processes, bootstrap, seed, preset, ensembles.
 
     Raises:
-        ReportError: any bad input, with a one-line message naming the file or argument.
+        InputError: any bad input, with a one-line message naming the file or argument.
     """
     return score_report(read_inputs(gt_folder, pred_folders, dataset_json, **options), progress=progress)
 
@@ -76,13 +76,13 @@ def generate_report(
         The calibration.json content.
 
     Raises:
-        ReportError: any bad input, with a one-line message naming the file or argument.
+        InputError: any bad input, with a one-line message naming the file or argument.
     """
     check_gallery(images_folder, gallery)
     check_out_dir(out_dir, overwrite)
     inputs = read_inputs(gt_folder, pred_folders, dataset_json, **options)
     if Path(out_dir).resolve() in {Path(folder).resolve() for folder in inputs.folders}:
-        raise ReportError(f"{out_dir}: OUT_DIR must not be an input folder")
+        raise InputError(f"{out_dir}: OUT_DIR must not be an input folder")
     report = score_report(inputs, progress=progress)
     cases: tuple[GalleryCase, ...] = ()
     if gallery:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from nnunet_surgery.cases import IMAGE_SUFFIX, ReportError
+from nnunet_surgery.cases import IMAGE_SUFFIX, InputError
 from nnunet_surgery.cases.slices import CaseSlice, read_case_slice
 from nnunet_surgery.report.inputs.models import ReportInputs
 
@@ -19,7 +19,7 @@ def read_gallery(
     """The slice of each chosen (case, label name), in order.
 
     Raises:
-        ReportError: a missing or unreadable image, or an unreadable reference or prediction of a chosen case.
+        InputError: a missing or unreadable image, or an unreadable reference or prediction of a chosen case.
     """
     images = Path(images)
     dataset = inputs.dataset
@@ -28,7 +28,7 @@ def read_gallery(
     for case, label in chosen:
         image = images / f"{case}{IMAGE_SUFFIX}{dataset.file_ending}"
         if not image.is_file():
-            raise ReportError(f"{images}: no image {image.name} for gallery case {case}")
+            raise InputError(f"{images}: no image {image.name} for gallery case {case}")
         task = tasks[case]
         index = dataset.layout.names.index(label)
         slices.append(

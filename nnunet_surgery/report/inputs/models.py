@@ -11,7 +11,7 @@ from nnunet_surgery.calibration.bootstrap import DEFAULT_RESAMPLES
 from nnunet_surgery.cases import (
     CaseTask,
     DatasetInfo,
-    ReportError,
+    InputError,
     RoiSpec,
     collect_cases,
     load_dataset_json,
@@ -65,7 +65,7 @@ def _models(
     """(name, folders) of every model: the folders' ones, then the ensembles; every name given once."""
     pairs = list(ensembles.items()) if isinstance(ensembles, Mapping) else list(ensembles or ())
     if not pred_folders and not pairs:
-        raise ReportError("PRED_FOLDER: give at least one prediction folder (or --ensemble)")
+        raise InputError("PRED_FOLDER: give at least one prediction folder (or --ensemble)")
     models = (
         *((name, (Path(folder),)) for name, folder in zip(model_names(pred_folders, names), pred_folders)),
         *((name, tuple(Path(folder) for folder in folders)) for name, folders in pairs),
@@ -73,7 +73,7 @@ def _models(
     taken = [name for name, _ in models]
     if len(set(taken)) != len(taken):
         twice = sorted({name for name in taken if taken.count(name) > 1})
-        raise ReportError(f"--ensemble: the name {twice[0]!r} is given to two models")
+        raise InputError(f"--ensemble: the name {twice[0]!r} is given to two models")
     return models
 
 
@@ -110,7 +110,7 @@ def read_inputs(
             the same cases), probabilities averaged case by case as `nnUNetv2_ensemble` does.
 
     Raises:
-        ReportError: any bad input, with a one-line message naming the file or argument.
+        InputError: any bad input, with a one-line message naming the file or argument.
     """
     options = check_options(n_bins, roi, num_processes, bootstrap, seed, preset)
     models = _models(pred_folders, names, ensembles)

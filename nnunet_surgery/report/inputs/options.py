@@ -10,7 +10,7 @@ from typing import Literal, get_args
 
 from nnunet_surgery.calibration import check_n_bins
 from nnunet_surgery.calibration.bootstrap import DEFAULT_RESAMPLES
-from nnunet_surgery.cases import ReportError, RoiSpec, check_count, check_processes, check_roi
+from nnunet_surgery.cases import InputError, RoiSpec, check_count, check_processes, check_roi
 
 __all__ = [
     "PRESETS",
@@ -82,19 +82,19 @@ def check_options(
     """Check the options as given on the command line or to `generate_report`.
 
     Raises:
-        ReportError: naming the option (`--bins`, `--roi`, `-np`, `--bootstrap`, `--bootstrap-seed`,
+        InputError: naming the option (`--bins`, `--roi`, `-np`, `--bootstrap`, `--bootstrap-seed`,
             `--preset`) and what was expected.
     """
     try:
         n_bins = check_n_bins(n_bins)
     except ValueError as error:
-        raise ReportError(f"--bins: {error}") from None
+        raise InputError(f"--bins: {error}") from None
     check_processes(num_processes)
     check_count("--bootstrap", bootstrap, 0, "the number of resamples")
     check_count("--bootstrap-seed", seed, 0, "the seed")
     roi = check_roi(roi)
     if preset is not None and preset not in PRESETS:
-        raise ReportError(f"--preset: expected one of {', '.join(PRESETS)}, but got {preset!r}")
+        raise InputError(f"--preset: expected one of {', '.join(PRESETS)}, but got {preset!r}")
     return ReportOptions(
         roi=roi, scoring=ScoringOptions(n_bins, preset), run=RunOptions(num_processes, bootstrap, seed)
     )
@@ -104,10 +104,10 @@ def check_gallery(images_folder: str | Path | None, gallery: int) -> None:
     """Check `--gallery K` and `--images IMAGES_FOLDER` together.
 
     Raises:
-        ReportError: K not an integer >= 0, K > 0 without images, or an images folder that is not one.
+        InputError: K not an integer >= 0, K > 0 without images, or an images folder that is not one.
     """
     check_count("--gallery", gallery, 0, "the number of cases")
     if gallery and images_folder is None:
-        raise ReportError("--gallery: needs --images IMAGES_FOLDER (the images CASE_0000{file_ending} shown)")
+        raise InputError("--gallery: needs --images IMAGES_FOLDER (the images CASE_0000{file_ending} shown)")
     if images_folder is not None and not Path(images_folder).is_dir():
-        raise ReportError(f"{images_folder}: --images folder does not exist or is not a folder")
+        raise InputError(f"{images_folder}: --images folder does not exist or is not a folder")

@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from nnunet_surgery.cases.errors import ReportError
+from nnunet_surgery.cases.errors import InputError
 from nnunet_surgery.cases.staging import check_writable, default_dir_mode
 from nnunet_surgery.report.outputs.calibration_json import report_json
 from nnunet_surgery.report.outputs.gallery_plots import GALLERY_FOLDER, write_case_ece_plots, write_gallery
@@ -42,16 +42,16 @@ def check_out_dir(out_dir: str | Path, overwrite: bool) -> None:
     `overwrite` is False.
 
     Raises:
-        ReportError: naming OUT_DIR and the problem.
+        InputError: naming OUT_DIR and the problem.
     """
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
-        raise ReportError(f"{out_dir}: OUT_DIR exists and is not a folder")
+        raise InputError(f"{out_dir}: OUT_DIR exists and is not a folder")
     check_writable(out_dir)
     if out_dir.is_dir() and not overwrite:
         old = sorted(entry.name for entry in out_dir.iterdir() if is_report_file(entry.name))
         if old:
-            raise ReportError(
+            raise InputError(
                 f"{out_dir}: OUT_DIR holds an older report ({old[0]}); pass --overwrite to replace it"
             )
 
@@ -93,7 +93,7 @@ def write_report(
     try:
         return _write(out_dir, report, overwrite, gallery)
     except OSError as error:  # a full disk, a folder made read-only meanwhile
-        raise ReportError(f"{out_dir}: cannot write the report ({error.strerror or error})") from None
+        raise InputError(f"{out_dir}: cannot write the report ({error.strerror or error})") from None
 
 
 def _write(

@@ -197,7 +197,7 @@ def score_report(inputs: ReportInputs, *, progress: bool = True) -> CalibrationR
         progress: show a progress bar on a terminal.
 
     Raises:
-        ReportError: a case's files fail a check, or a worker process died.
+        InputError: a case's files fail a check, or a worker process died.
     """
     layout, options, run = inputs.dataset.layout, inputs.options.scoring, inputs.options.run
     models = inputs.models

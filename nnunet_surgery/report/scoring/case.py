@@ -170,7 +170,7 @@ def finish_case(task: ScoreTask, prepared: PreparedCase) -> CaseStats:
     """Score every model on a prepared case; the other models' probabilities are read here, one at a time.
 
     Raises:
-        ReportError: as `score_case`, for the probabilities' values and the other models' files.
+        InputError: as `score_case`, for the probabilities' values and the other models' files.
     """
     files, reference, truth = task.case.files, prepared.reference, prepared.truth
     models = [_score_model(task, files.predictions[0][0], reference, truth, prepared.first)]
@@ -187,7 +187,7 @@ def score_case(task: ScoreTask) -> CaseStats:
     Reads the reference (and mask, and truth), then one model's probabilities at a time.
 
     Raises:
-        ReportError: unreadable files, shape, axis order or channel mismatches, unknown reference labels,
+        InputError: unreadable files, shape, axis order or channel mismatches, unknown reference labels,
             NaN/inf, probabilities outside [0, 1], softmax channels not summing to 1.
     """
     return finish_case(task, prepare_score(task))

@@ -257,7 +257,7 @@ class DemoRun:
         return False
 
     def env(self) -> dict[str, str]:
-        from nnunet_surgery.commands.trainers_dir import trainers_dir
+        from nnunet_surgery.trainer_folder import trainers_dir
 
         env = dict(os.environ)
         env.update(

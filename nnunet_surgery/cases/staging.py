@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -21,6 +21,7 @@ __all__ = [
     "default_dir_mode",
     "move_folder_into_place",
     "staged_folder",
+    "staging_folder",
     "write_text_atomic",
 ]
 
@@ -93,29 +94,40 @@ def move_folder_into_place(staging: Path, target: Path) -> None:
 
 
 @contextmanager
-def staged_folder(out_dir: str | Path, *, overwrite: bool, what: str = "the output folder") -> Iterator[Path]:
-    """A staging folder beside `out_dir` that replaces `out_dir` when the `with` block succeeds.
-
-    The block writes into the yielded folder; on success it becomes `out_dir` (an existing `out_dir`, only
-    with `overwrite`, is moved aside and removed after the swap); on any error the staging folder is
-    removed and `out_dir` is untouched. `what` names the folder in the errors.
+def staging_folder(
+    target: str | Path, place: Callable[[Path, Path], None] = move_folder_into_place
+) -> Iterator[Path]:
+    """The one way a folder is written whole: a hidden staging folder beside `target` (its parent must
+    exist), put in place by `place(staging, target)` when the `with` block succeeds (by default renamed
+    to `target`, replacing it: `move_folder_into_place`), removed on any error, `target` then untouched.
 
     Raises:
-        InputError: `out_dir` exists and `overwrite` is False, or the folder cannot be written.
+        OSError: the staging folder cannot be created, or `place` fails.
+    """
+    target = Path(target).absolute()
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+    try:
+        yield staging
+        place(staging, target)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+@contextmanager
+def staged_folder(out_dir: str | Path, *, overwrite: bool, what: str = "the output folder") -> Iterator[Path]:
+    """`staging_folder` for a command's output folder: refused where it exists unless `overwrite`, and any
+    failure to write it a one-line error naming it (`what`).
+
+    Raises:
+        InputError: `out_dir` exists and `overwrite` is False, or the folder cannot be created or written.
     """
     out_dir = Path(out_dir).absolute()
     if out_dir.exists() and not overwrite:
         raise InputError(f"{out_dir}: {what} exists; pass --overwrite to replace it")
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
-    except OSError as error:
-        raise InputError(f"{out_dir}: cannot create {what} ({error.strerror or error})") from None
-    try:
-        yield staging
-        move_folder_into_place(staging, out_dir)
+        with staging_folder(out_dir) as staging:
+            yield staging
     except OSError as error:
         raise InputError(f"{out_dir}: cannot write {what} ({error.strerror or error})") from None
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from nnunet_surgery.commands._options import add_output_argument
+
 __all__ = ["HELP", "add_arguments", "run"]
 
 HELP = (
@@ -26,13 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
     defaults = DemoSettings()
-    parser.add_argument(
-        "-o",
-        "--output",
-        type=Path,
-        required=True,
-        help="output folder (new, or a previous demo run to resume)",
-    )
+    add_output_argument(parser, "OUT_DIR", "output folder (new, or a previous demo run to resume)")
     parser.add_argument(
         "--trainers",
         nargs="+",
@@ -134,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
         device=device,
         dataset=args.dataset,
     )
-    report = run_demo(args.output, settings, log=lambda line: print(line, flush=True))
+    report = run_demo(Path(args.output), settings, log=lambda line: print(line, flush=True))
     table = report / "calibration.md"
     if table.is_file():
         print(f"\n{table.read_text()}")

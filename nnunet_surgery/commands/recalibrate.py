@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from nnunet_surgery.commands._options import add_common_arguments, processes, roi_argument
+from nnunet_surgery.commands._options import (
+    add_common_arguments,
+    add_djfile_argument,
+    add_output_argument,
+    processes,
+    roi_argument,
+)
 
 __all__ = ["HELP", "add_arguments", "run"]
 
@@ -34,12 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         help="folder(s) of CASE.npz validation probabilities, each case in one folder (.pkl files are never read)",
     )
-    fit.add_argument(
-        "-djfile", required=True, metavar="DATASET_JSON", help="dataset.json (labels/regions, file_ending)"
-    )
-    fit.add_argument(
-        "-o", dest="output", required=True, metavar="CALIBRATOR.json", help="calibrator file to write"
-    )
+    add_djfile_argument(fit)
+    add_output_argument(fit, "CALIBRATOR.json", "calibrator file to write")
     fit.add_argument(
         "--method",
         choices=METHODS,
@@ -62,7 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     apply.add_argument(
         "pred_folder", metavar="PRED_FOLDER", help="CASE.npz of nnUNetv2_predict --save_probabilities"
     )
-    apply.add_argument("-o", dest="output", required=True, metavar="OUT_FOLDER", help="new folder to write")
+    add_output_argument(apply, "OUT_FOLDER", "new folder to write")
     add_common_arguments(apply, overwrite="replace an existing OUT_FOLDER")
 
 

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from nnunet_surgery.commands._options import add_common_arguments, processes, roi_argument
+from nnunet_surgery.commands._options import (
+    add_common_arguments,
+    add_djfile_argument,
+    add_output_argument,
+    processes,
+    roi_argument,
+)
 
 __all__ = ["HELP", "add_arguments", "run"]
 
@@ -35,12 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="*",
         help="folder(s) with CASE.npz from nnUNetv2_predict --save_probabilities (one per model; .pkl files are never read)",
     )
-    parser.add_argument(
-        "-djfile", required=True, metavar="DATASET_JSON", help="dataset.json (labels/regions, file_ending)"
-    )
-    parser.add_argument(
-        "-o", dest="out_dir", required=True, metavar="OUT_DIR", help="output folder for the report"
-    )
+    add_djfile_argument(parser)
+    add_output_argument(parser, "OUT_DIR", "output folder for the report")
     parser.add_argument(
         "--bins", type=int, default=20, help="number of equal-width confidence bins. Default: 20"
     )
@@ -113,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
         args.gt_folder,
         args.pred_folders,
         args.djfile,
-        args.out_dir,
+        args.output,
         names=args.names,
         n_bins=args.bins,
         roi=args.roi,
@@ -128,5 +130,5 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         progress=args.progress,
     )
-    print(f"wrote {args.out_dir} ({len(summary['models'])} model(s), {len(summary['roi_voxels'])} case(s))")
+    print(f"wrote {args.output} ({len(summary['models'])} model(s), {len(summary['roi_voxels'])} case(s))")
     return 0

@@ -252,9 +252,8 @@ def _maps(run: DemoRun, trainer: str) -> None:
         [
             "nnunet-surgery",
             "maps",
-            str(folders.predictions(trainer)),
-            "-ref",
             str(folders.dataset / "labelsTs"),
+            str(folders.predictions(trainer)),
             "-djfile",
             str(folders.dataset_json),
             "-o",

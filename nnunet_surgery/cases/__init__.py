@@ -50,7 +50,6 @@ from nnunet_surgery.cases.pool import (
     WorkerPool,
     check_processes,
     iterate_cases,
-    map_cases,
     ordered_map,
     read_ahead,
 )
@@ -92,7 +91,6 @@ __all__ = [
     "load_model",
     "load_probabilities",
     "load_valid_probabilities",
-    "map_cases",
     "model_names",
     "ordered_map",
     "parse_ensemble",

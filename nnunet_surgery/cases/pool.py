@@ -9,7 +9,8 @@ task order, so the merge order, and thus the report, does not depend on the numb
 
 `WorkerPool` keeps its workers for several maps (the recalibration fit passes over the cases many times);
 `ordered_map` is one map in a pool of its own. `read_ahead` is the in-process alternative: one background
-thread prepares the next task while the caller finishes this one.
+thread prepares the next task while the caller finishes this one. `iterate_cases` picks one of them for a
+command and shows a progress bar.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ __all__ = [
     "WorkerPool",
     "check_processes",
     "iterate_cases",
-    "map_cases",
     "ordered_map",
     "read_ahead",
 ]
@@ -230,19 +230,6 @@ def iterate_cases(
         close = getattr(results, "close", None)
         if close is not None:  # a consumer that stops early stops the workers now, not when collected
             close()
-
-
-def map_cases(
-    function: Callable[[Task], Result],
-    tasks: Sequence[Task],
-    num_processes: int,
-    name: Callable[[Task], str],
-    *,
-    desc: str,
-    progress: bool,
-) -> list[Result]:
-    """`iterate_cases` as a list: `function(task)` for every task, in task order."""
-    return list(iterate_cases(function, tasks, num_processes, name, desc=desc, progress=progress))
 
 
 def read_ahead(

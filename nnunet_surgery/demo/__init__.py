@@ -15,7 +15,8 @@ variables pointing into the output folder, so the demo shows exactly what a user
       maps/TRAINER/CASE/           nnunet-surgery maps output: probability and entropy NIfTI files
       logs/                        the full output of every command
 
-    settings   what determines a run (DemoSettings, the datasets, the trainers)
+    datasets   the built-in synthetic datasets
+    settings   what determines a run (DemoSettings: dataset, trainers, schedule)
     folders    where each result lies (RunFolders)
     shell      one console script run with nnU-Net's environment, logged
     run        the run: its folder claimed, its environment, its trainer module (DemoRun)
@@ -25,20 +26,13 @@ variables pointing into the output folder, so the demo shows exactly what a user
 from __future__ import annotations
 
 from nnunet_surgery.cases import InputError
+from nnunet_surgery.demo.datasets import DATASETS, SHAPE_2D, SHAPE_3D, SPACING_3D, DatasetVariant
 from nnunet_surgery.demo.folders import RunFolders
 from nnunet_surgery.demo.run import DemoRun
 from nnunet_surgery.demo.settings import (
-    DATASETS,
-    FOLD,
-    GALLERY_CASES,
     RECALIBRATION,
-    SHAPE_2D,
-    SHAPE_3D,
-    SPACING_3D,
     STOCK_TRAINER,
-    DatasetVariant,
     DemoSettings,
-    demo_trainer_name,
     demo_trainers,
     recalibrated_name,
 )
@@ -46,8 +40,6 @@ from nnunet_surgery.demo.steps import Step, demo_steps, report_holds, run_demo, 
 
 __all__ = [
     "DATASETS",
-    "FOLD",
-    "GALLERY_CASES",
     "RECALIBRATION",
     "SHAPE_2D",
     "SHAPE_3D",
@@ -60,7 +52,6 @@ __all__ = [
     "RunFolders",
     "Step",
     "demo_steps",
-    "demo_trainer_name",
     "demo_trainers",
     "recalibrated_name",
     "report_holds",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from nnunet_surgery.demo.settings import FOLD, DemoSettings, demo_trainer_name
@@ -10,63 +9,41 @@ from nnunet_surgery.demo.settings import FOLD, DemoSettings, demo_trainer_name
 __all__ = ["RunFolders"]
 
 
-@dataclass(frozen=True)
 class RunFolders:
-    """The paths of a demo run in `out` (absolute), for its settings."""
+    """The paths of a demo run in `out` (absolute), for its settings.
 
-    out: Path
-    settings: DemoSettings
+    Attributes:
+        settings_file: demo.json, the settings of this run (a rerun must match them: it resumes).
+        raw, preprocessed, results: nnU-Net's folders (`nnUNet_raw`, ...).
+        dataset: the raw dataset (imagesTr, labelsTr, imagesTs, labelsTs, truthTs, `dataset_json`).
+        plans: nnU-Net's preprocessed data of the run's configuration.
+        trainers: the folder of the short-schedule `trainer_module` (first on `nnUNet_extTrainer`).
+        logs: the full output of every command, one `STEP.log` each.
+        report: the report of the test predictions.
+    """
 
-    @property
-    def settings_file(self) -> Path:
-        """demo.json: the settings of this run (a rerun must match them: it resumes)."""
-        return self.out / "demo.json"
-
-    @property
-    def raw(self) -> Path:
-        return self.out / "nnUNet_raw"
-
-    @property
-    def dataset(self) -> Path:
-        """The raw dataset: imagesTr, labelsTr, imagesTs, labelsTs, truthTs, dataset.json."""
-        return self.raw / self.settings.dataset_folder_name
-
-    @property
-    def dataset_json(self) -> Path:
-        return self.dataset / "dataset.json"
-
-    @property
-    def preprocessed(self) -> Path:
-        return self.out / "nnUNet_preprocessed"
-
-    @property
-    def plans(self) -> Path:
-        """nnU-Net's preprocessed data of the run's configuration."""
-        return self.preprocessed / self.dataset.name / f"nnUNetPlans_{self.settings.configuration}"
-
-    @property
-    def results(self) -> Path:
-        return self.out / "nnUNet_results"
-
-    @property
-    def trainers(self) -> Path:
-        """The short-schedule trainer module's folder (first on `nnUNet_extTrainer`)."""
-        return self.out / "trainers"
-
-    @property
-    def trainer_module(self) -> Path:
-        return self.trainers / "demo_trainers.py"
-
-    @property
-    def logs(self) -> Path:
-        """The full output of every command, one `STEP.log` each."""
-        return self.out / "logs"
+    def __init__(self, out: Path, settings: DemoSettings) -> None:
+        self.out, self.settings = out, settings
+        self.settings_file = out / "demo.json"
+        self.raw = out / "nnUNet_raw"
+        self.preprocessed = out / "nnUNet_preprocessed"
+        self.results = out / "nnUNet_results"
+        self.dataset = self.raw / settings.dataset_folder_name
+        self.dataset_json = self.dataset / "dataset.json"
+        self.plans = self.preprocessed / self.dataset.name / f"nnUNetPlans_{settings.configuration}"
+        self.trainers = out / "trainers"
+        self.trainer_module = self.trainers / "demo_trainers.py"
+        self.logs = out / "logs"
+        self.report = out / "report"
 
     def results_folder(self, trainer: str) -> Path:
         """nnU-Net's training output of `trainer` (fold FOLD): checkpoints and `validation/`."""
-        configuration = self.settings.configuration
-        name = f"{demo_trainer_name(trainer)}__nnUNetPlans__{configuration}"
+        name = f"{demo_trainer_name(trainer)}__nnUNetPlans__{self.settings.configuration}"
         return self.results / self.dataset.name / name / f"fold_{FOLD}"
+
+    def checkpoint(self, trainer: str, which: str = "final") -> Path:
+        """`checkpoint_final.pth` (a finished training) or `checkpoint_latest.pth` (one to continue)."""
+        return self.results_folder(trainer) / f"checkpoint_{which}.pth"
 
     def validation(self, trainer: str) -> Path:
         """The validation fold's probabilities (`nnUNetv2_train --npz`): what recalibration fits on."""
@@ -82,7 +59,3 @@ class RunFolders:
     def maps(self, trainer: str) -> Path:
         """`maps/TRAINER/CASE/`: probability and entropy NIfTI files of the test cases."""
         return self.out / "maps" / trainer
-
-    @property
-    def report(self) -> Path:
-        return self.out / "report"

@@ -24,13 +24,13 @@ from pathlib import Path
 
 from nnunet_surgery.cases import NPZ_ENDING, InputError
 from nnunet_surgery.cases.staging import staged_folder
+from nnunet_surgery.demo.datasets import SPACING_3D
 from nnunet_surgery.demo.folders import RunFolders
 from nnunet_surgery.demo.run import DemoRun
 from nnunet_surgery.demo.settings import (
     FOLD,
     GALLERY_CASES,
     RECALIBRATION,
-    SPACING_3D,
     DemoSettings,
     demo_trainer_name,
     recalibrated_name,
@@ -143,26 +143,18 @@ def _preprocess(run: DemoRun) -> None:
     (run.folders.logs / "preprocess.done").touch()
 
 
+# fmt: off
+# (the commands are written as a user types them: one flag and its value together)
 def _train_arguments(settings: DemoSettings, trainer: str) -> list[str]:
     """`nnUNetv2_train ... --npz`: the validation fold's probabilities are what recalibration fits on."""
-    return [
-        "nnUNetv2_train",
-        str(settings.dataset_id),
-        settings.configuration,
-        FOLD,
-        "-tr",
-        demo_trainer_name(trainer),
-        "-device",
-        settings.device,
-        "--npz",
-    ]
+    return ["nnUNetv2_train", str(settings.dataset_id), settings.configuration, FOLD,
+            "-tr", demo_trainer_name(trainer), "-device", settings.device, "--npz"]
 
 
 def _train(run: DemoRun, trainer: str) -> None:
     """Train (and validate), continuing from checkpoint_latest.pth where an earlier run stopped."""
-    resume = (run.folders.results_folder(trainer) / "checkpoint_latest.pth").is_file()
-    arguments = _train_arguments(run.settings, trainer)
-    run.command(f"train_{demo_trainer_name(trainer)}", [*arguments, *(["--c"] if resume else [])])
+    resume = ["--c"] if run.folders.checkpoint(trainer, "latest").is_file() else []
+    run.command(f"train_{demo_trainer_name(trainer)}", [*_train_arguments(run.settings, trainer), *resume])
 
 
 def _validate(run: DemoRun, trainer: str) -> None:
@@ -171,122 +163,54 @@ def _validate(run: DemoRun, trainer: str) -> None:
 
 def _predict(run: DemoRun, trainer: str) -> None:
     """`nnUNetv2_predict --save_probabilities` of the test images into a staging folder, renamed into place."""
-    s, target = run.settings, run.folders.predictions(trainer)
-    with staged_folder(target, overwrite=False, what="the predictions") as staging:
-        run.command(
-            f"predict_{demo_trainer_name(trainer)}",
-            [
-                "nnUNetv2_predict",
-                "-i",
-                str(run.folders.dataset / "imagesTs"),
-                "-o",
-                str(staging),
-                "-d",
-                str(s.dataset_id),
-                "-c",
-                s.configuration,
-                "-f",
-                FOLD,
-                "-tr",
-                demo_trainer_name(trainer),
-                "-device",
-                s.device,
-                "--save_probabilities",
-                "-npp",
-                "1",
-                "-nps",
-                "1",
-            ],
-        )
+    s, images = run.settings, run.folders.dataset / "imagesTs"
+    with staged_folder(run.folders.predictions(trainer), overwrite=False, what="the predictions") as staging:
+        run.command(f"predict_{demo_trainer_name(trainer)}", [
+            "nnUNetv2_predict", "-i", str(images), "-o", str(staging),
+            "-d", str(s.dataset_id), "-c", s.configuration, "-f", FOLD, "-tr", demo_trainer_name(trainer),
+            "-device", s.device, "--save_probabilities", "-npp", "1", "-nps", "1",
+        ])
 
 
 def _fit(run: DemoRun, trainer: str) -> None:
     """`nnunet-surgery recalibrate fit` on the trainer's validation fold (out-of-fold probabilities)."""
-    folders, target = run.folders, run.folders.calibrator(trainer)
+    f, target = run.folders, run.folders.calibrator(trainer)
     target.parent.mkdir(exist_ok=True)
-    run.command(
-        f"recalibrate_fit_{trainer}",
-        [
-            "nnunet-surgery",
-            "recalibrate",
-            "fit",
-            str(folders.dataset / "labelsTr"),
-            str(folders.validation(trainer)),
-            "-djfile",
-            str(folders.dataset_json),
-            "-o",
-            str(target),
-            "--method",
-            RECALIBRATION,
-            "-np",
-            "1",
-            "--overwrite",
-        ],
-    )
+    run.command(f"recalibrate_fit_{trainer}", [
+        "nnunet-surgery", "recalibrate", "fit", str(f.dataset / "labelsTr"), str(f.validation(trainer)),
+        "-djfile", str(f.dataset_json), "-o", str(target), "--method", RECALIBRATION, "-np", "1", "--overwrite",
+    ])
 
 
 def _apply(run: DemoRun, trainer: str) -> None:
     """`nnunet-surgery recalibrate apply` to the trainer's test-set predictions."""
-    folders = run.folders
-    run.command(
-        f"recalibrate_apply_{trainer}",
-        [
-            "nnunet-surgery",
-            "recalibrate",
-            "apply",
-            str(folders.calibrator(trainer)),
-            str(folders.predictions(trainer)),
-            "-o",
-            str(folders.predictions(recalibrated_name(trainer))),
-            "-np",
-            "1",
-        ],
-    )
+    f, target = run.folders, run.folders.predictions(recalibrated_name(trainer))
+    run.command(f"recalibrate_apply_{trainer}", [
+        "nnunet-surgery", "recalibrate", "apply", str(f.calibrator(trainer)), str(f.predictions(trainer)),
+        "-o", str(target), "-np", "1",
+    ])
 
 
 def _maps(run: DemoRun, trainer: str) -> None:
     """`nnunet-surgery maps` of the trainer's test predictions: NIfTI files to open in a viewer."""
-    folders = run.folders
-    run.command(
-        f"maps_{trainer}",
-        [
-            "nnunet-surgery",
-            "maps",
-            str(folders.dataset / "labelsTs"),
-            str(folders.predictions(trainer)),
-            "-djfile",
-            str(folders.dataset_json),
-            "-o",
-            str(folders.maps(trainer)),
-            "-np",
-            "1",
-            "--overwrite",
-        ],
-    )
+    f = run.folders
+    run.command(f"maps_{trainer}", [
+        "nnunet-surgery", "maps", str(f.dataset / "labelsTs"), str(f.predictions(trainer)),
+        "-djfile", str(f.dataset_json), "-o", str(f.maps(trainer)), "-np", "1", "--overwrite",
+    ])
 
 
 def _report(run: DemoRun, models: Sequence[str], gallery: bool) -> None:
     """`nnunet-surgery report` of the models' test predictions against labelsTs and truthTs; with `gallery`,
     also the image gallery of the cases where the models differ most."""
-    folders = run.folders
-    arguments = [
-        "nnunet-surgery",
-        "report",
-        str(folders.dataset / "labelsTs"),
-        *(str(folders.predictions(model)) for model in models),
-        "-djfile",
-        str(folders.dataset_json),
-        "-o",
-        str(folders.report),
-        "--names",
-        *models,
-        "--truth",
-        str(folders.dataset / "truthTs"),
-        "--overwrite",
-    ]
-    if gallery:
-        arguments += ["--images", str(folders.dataset / "imagesTs"), "--gallery", str(GALLERY_CASES)]
-    run.command("report", arguments)
+    f = run.folders
+    images = ["--images", str(f.dataset / "imagesTs"), "--gallery", str(GALLERY_CASES)] if gallery else []
+    run.command("report", [
+        "nnunet-surgery", "report", str(f.dataset / "labelsTs"), *(str(f.predictions(m)) for m in models),
+        "-djfile", str(f.dataset_json), "-o", str(f.report), "--names", *models,
+        "--truth", str(f.dataset / "truthTs"), "--overwrite", *images,
+    ])
+# fmt: on
 
 
 # the table ------------------------------------------------------------------------------------------------------
@@ -301,85 +225,40 @@ def demo_steps(
         maps: also write each trainer's maps.
         gallery: the report also draws the gallery.
     """
-    s, folders = run.settings, run.folders
-    trainers = s.trainers
+    s, f, trainers = run.settings, run.folders, run.settings.trainers
     recalibrated = [t for t in trainers if recalibrate is None or t in recalibrate]
     models = [*trainers, *map(recalibrated_name, recalibrated)]
+    dataset = f"generating {s.dataset}: {s.num_train} training and {s.num_test} test cases of {s.shape} (seed {s.seed})"
     schedule = f"{s.epochs} epochs x {s.iterations_per_epoch} iterations on {s.device}"
+    # fmt: off
     steps = [
-        Step(
-            "dataset",
-            folders.dataset_json.is_file,
-            partial(_make_dataset, run),
-            f"generating {s.dataset}: {s.num_train} training and {s.num_test} test cases of {s.shape} "
-            f"(seed {s.seed})",
-        ),
-        Step(
-            "preprocess",
-            partial(_preprocessed, folders),
-            partial(_preprocess, run),
-            "nnUNetv2_plan_and_preprocess",
-        ),
-        Step("trainers", run.trainers_written, run.write_trainers, f"{folders.trainer_module.name}"),
+        Step("dataset", f.dataset_json.is_file, partial(_make_dataset, run), dataset),
+        Step("preprocess", partial(_preprocessed, f), partial(_preprocess, run), "nnUNetv2_plan_and_preprocess"),
+        Step("trainers", run.trainers_written, run.write_trainers, f.trainer_module.name),
     ]
-    for index, trainer in enumerate(trainers, start=1):
-        resume = (folders.results_folder(trainer) / "checkpoint_latest.pth").is_file()
+    for i, t in enumerate(trainers, start=1):
+        name, resume = demo_trainer_name(t), " (resuming)" if f.checkpoint(t, "latest").is_file() else ""
         steps += [
-            Step(
-                f"train {index}/{len(trainers)} {demo_trainer_name(trainer)}",
-                (folders.results_folder(trainer) / "checkpoint_final.pth").is_file,
-                partial(_train, run, trainer),
-                schedule + (" (resuming)" if resume else ""),
-            ),
-            Step(
-                f"validate {demo_trainer_name(trainer)}",
-                partial(_validated, folders, trainer),
-                partial(_validate, run, trainer),
-                "nnUNetv2_train --val --npz",
-            ),
+            Step(f"train {i}/{len(trainers)} {name}", f.checkpoint(t).is_file, partial(_train, run, t), schedule + resume),
+            Step(f"validate {name}", partial(_validated, f, t), partial(_validate, run, t), "nnUNetv2_train --val --npz"),
         ]
     steps += [
-        Step(
-            f"predict {trainer}",
-            folders.predictions(trainer).is_dir,
-            partial(_predict, run, trainer),
-            f"nnUNetv2_predict --save_probabilities on {s.num_test} test cases",
-        )
-        for trainer in trainers
+        Step(f"predict {t}", f.predictions(t).is_dir, partial(_predict, run, t), f"nnUNetv2_predict of {s.num_test} cases")
+        for t in trainers
     ]
-    for trainer in recalibrated:
+    for t in recalibrated:
         steps += [
-            Step(
-                f"recalibrate fit {trainer}",
-                folders.calibrator(trainer).is_file,
-                partial(_fit, run, trainer),
-                f"{RECALIBRATION} scaling on validation fold {FOLD}",
-            ),
-            Step(
-                f"recalibrate apply {recalibrated_name(trainer)}",
-                folders.predictions(recalibrated_name(trainer)).is_dir,
-                partial(_apply, run, trainer),
-                "to the test predictions",
-            ),
+            Step(f"recalibrate fit {t}", f.calibrator(t).is_file, partial(_fit, run, t), f"{RECALIBRATION} scaling"),
+            Step(f"recalibrate apply {recalibrated_name(t)}", f.predictions(recalibrated_name(t)).is_dir,
+                 partial(_apply, run, t), "to the test predictions"),
         ]
-    if maps:
-        steps += [
-            Step(
-                f"maps {trainer}",
-                partial(_maps_written, folders, trainer),
-                partial(_maps, run, trainer),
-                "probability and entropy maps of the test cases",
-            )
-            for trainer in trainers
-        ]
-    steps.append(
-        Step(
-            "report",
-            partial(report_holds, folders.report, models),
-            partial(_report, run, models, gallery),
-            "nnunet-surgery report (with the true probabilities of the test cases)",
-        )
-    )
+    steps += [
+        Step(f"maps {t}", partial(_maps_written, f, t), partial(_maps, run, t), "probability and entropy maps")
+        for t in trainers if maps
+    ]
+    steps.append(Step("report", partial(report_holds, f.report, models), partial(_report, run, models, gallery),
+                      "nnunet-surgery report (with the true probabilities of the test cases)"))
+    # fmt: on
     return steps
 
 

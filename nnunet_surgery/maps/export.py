@@ -30,9 +30,9 @@ from nnunet_surgery.cases import (
     case_files,
     check_probability_shape,
     check_processes,
+    iterate_cases,
     load_dataset_json,
     load_valid_probabilities,
-    map_cases,
     reader_for,
 )
 from nnunet_surgery.cases.staging import check_writable, staged_folder
@@ -191,7 +191,7 @@ def export_maps(
                  out_dir.absolute(), overwrite)
         for case in cases
     ]  # fmt: skip
-    return map_cases(export_case, tasks, num_processes, _case_name, desc="maps", progress=progress)
+    return list(iterate_cases(export_case, tasks, num_processes, _case_name, desc="maps", progress=progress))
 
 
 def _case_name(task: MapsTask) -> str:

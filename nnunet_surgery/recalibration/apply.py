@@ -22,8 +22,8 @@ from nnunet_surgery.cases import (
     InputError,
     case_files,
     check_processes,
+    iterate_cases,
     load_valid_probabilities,
-    map_cases,
 )
 from nnunet_surgery.cases.staging import check_writable, staged_folder
 from nnunet_surgery.recalibration.calibrator import Calibrator, read_calibrator
@@ -127,7 +127,11 @@ def apply_calibrator(
                 ApplyTask(case, source, segmentation if segmentation.is_file() else None, staging, calibrator)
             )
         try:
-            map_cases(apply_case, tasks, num_processes, _case_name, desc="recalibrate", progress=progress)
+            list(
+                iterate_cases(
+                    apply_case, tasks, num_processes, _case_name, desc="recalibrate", progress=progress
+                )
+            )
         except OSError as error:
             raise InputError(f"{out_folder}: cannot write ({error.strerror or error})") from None
     return len(tasks)

@@ -28,31 +28,19 @@ def _bench_module(name: str) -> Iterator[ModuleType]:
             sys.modules.pop(loaded, None)
 
 
-@pytest.fixture(scope="module")
-def fidelity() -> Iterator[ModuleType]:
-    yield from _bench_module("fidelity")
+def _fixture(name: str):
+    """A module-scoped fixture `name`: bench/NAME.py imported."""
+
+    @pytest.fixture(scope="module", name=name)
+    def bench_module() -> Iterator[ModuleType]:
+        yield from _bench_module(name)
+
+    return bench_module
 
 
-@pytest.fixture(scope="module")
-def fidelity_analysis() -> Iterator[ModuleType]:
-    yield from _bench_module("fidelity_analysis")
-
-
-@pytest.fixture(scope="module")
-def fidelity_tables() -> Iterator[ModuleType]:
-    yield from _bench_module("fidelity_tables")
-
-
-@pytest.fixture(scope="module")
-def fidelity_grid() -> Iterator[ModuleType]:
-    yield from _bench_module("fidelity_grid")
-
-
-@pytest.fixture(scope="module")
-def fixed_point() -> Iterator[ModuleType]:
-    yield from _bench_module("fixed_point")
-
-
-@pytest.fixture(scope="module")
-def dice_pull() -> Iterator[ModuleType]:
-    yield from _bench_module("dice_pull")
+fidelity = _fixture("fidelity")
+fidelity_analysis = _fixture("fidelity_analysis")
+fidelity_tables = _fixture("fidelity_tables")
+fidelity_grid = _fixture("fidelity_grid")
+fixed_point = _fixture("fixed_point")
+dice_pull = _fixture("dice_pull")

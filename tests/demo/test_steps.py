@@ -9,15 +9,8 @@ from pathlib import Path
 import pytest
 
 from nnunet_surgery.cases import InputError
-from nnunet_surgery.demo import (
-    DemoRun,
-    DemoSettings,
-    Step,
-    demo_steps,
-    recalibrated_name,
-    report_holds,
-    run_steps,
-)
+from nnunet_surgery.demo import DemoRun, DemoSettings, recalibrated_name
+from nnunet_surgery.demo.steps import Step, demo_steps, report_holds, run_steps
 
 
 def _step(name: str, results: set[str], calls: list[str], makes: bool = True) -> Step:

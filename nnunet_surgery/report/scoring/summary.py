@@ -11,15 +11,8 @@ from pathlib import Path
 
 from nnunet_surgery.calibration import BinnedStats
 from nnunet_surgery.report.inputs import Sources
+from nnunet_surgery.report.scoring import scores
 from nnunet_surgery.report.scoring.intervals import Intervals, Paired
-from nnunet_surgery.report.scoring.scores import (
-    CalibrationErrors,
-    LabelMetrics,
-    LabelScores,
-    TopLabelScores,
-    TruthMetrics,
-    VariantMetrics,
-)
 
 __all__ = [
     "Bootstrap",
@@ -49,12 +42,12 @@ class LabelSummary:
             without bootstrap.
     """
 
-    pooled: LabelScores
-    case_mean: LabelMetrics
-    truth_case_mean: TruthMetrics | None
-    variants_case_mean: VariantMetrics
+    pooled: scores.LabelScores
+    case_mean: scores.LabelMetrics
+    truth_case_mean: scores.TruthMetrics | None
+    variants_case_mean: scores.VariantMetrics
     reliability: BinnedStats
-    cases: dict[str, LabelScores]
+    cases: dict[str, scores.LabelScores]
     intervals: Intervals | None = None
     paired: Paired | None = None
 
@@ -63,10 +56,10 @@ class LabelSummary:
 class TopLabelSummary:
     """Top-label calibration of one model (softmax datasets): as `LabelSummary`, errors only."""
 
-    pooled: TopLabelScores
-    case_mean: CalibrationErrors
+    pooled: scores.TopLabelScores
+    case_mean: scores.CalibrationErrors
     reliability: BinnedStats
-    cases: dict[str, TopLabelScores]
+    cases: dict[str, scores.TopLabelScores]
     intervals: Intervals | None = None
     paired: Paired | None = None
 

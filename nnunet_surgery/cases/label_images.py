@@ -16,7 +16,7 @@ import numpy as np
 from nnunet_surgery.cases.errors import InputError, backend_message
 from nnunet_surgery.cases.npz import MAX_ELEMENTS
 
-__all__ = ["check_label_image", "read_label_image", "read_label_image_and_properties"]
+__all__ = ["check_label_image", "read_image", "read_label_image", "read_label_image_and_properties"]
 
 # Bytes decompressed at a time while checking a NIfTI file's length (the check keeps nothing).
 _SKIP_CHUNK = 1 << 20
@@ -199,17 +199,36 @@ def read_label_image_and_properties(
     nnU-Net's `read_seg` gives them), for writers of images with the same geometry."""
     path = Path(path)
     check_label_image(path, expected_shape=expected_shape)
-    # nnU-Net's readers print warnings (origin / direction) to stdout; keep the report's output clean.
-    with contextlib.redirect_stdout(io.StringIO()):
-        try:
-            image, properties = reader_class().read_seg(str(path))
-        except Exception as error:  # readers raise whatever their backend raises
-            raise InputError(
-                f"{path}: cannot read with {reader_class.__name__} ({backend_message(error)})"
-            ) from None
+    image, properties = _read(reader_class, path, "read_seg")
     image = np.asarray(image)
     if expected_shape is not None and image.shape != tuple(expected_shape):
         raise InputError(
             f"{path}: shape {image.shape} does not match the reference's {tuple(expected_shape)}"
         )
     return image, properties
+
+
+def read_image(reader_class: type, path: str | Path, *, shape: tuple[int, ...]) -> np.ndarray:
+    """The first channel of an image `CASE_0000{file_ending}` as nnU-Net's `read_images` gives it, float32
+    of `shape` (its reference's spatial shape), checked from its header first (`check_label_image`).
+
+    Raises:
+        InputError: the header checks fail, or the reader fails on the file.
+    """
+    path = Path(path)
+    check_label_image(path, expected_shape=(1, *shape))  # one channel of the reference's size
+    image, _ = _read(reader_class, path, "read_images")
+    return np.asarray(image[0], dtype=np.float32)
+
+
+def _read(reader_class: type, path: Path, method: str) -> tuple[np.ndarray, dict]:
+    """`reader_class().read_seg(path)` or `.read_images((path,))`, any backend error as one line naming `path`."""
+    # nnU-Net's readers print warnings (origin / direction) to stdout; keep the commands' output clean.
+    with contextlib.redirect_stdout(io.StringIO()):
+        try:
+            reader = reader_class()
+            return reader.read_seg(str(path)) if method == "read_seg" else reader.read_images((str(path),))
+        except Exception as error:  # readers raise whatever their backend raises
+            raise InputError(
+                f"{path}: cannot read with {reader_class.__name__} ({backend_message(error)})"
+            ) from None

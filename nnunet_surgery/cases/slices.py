@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from nnunet_surgery.cases.errors import InputError
-from nnunet_surgery.cases.label_images import check_label_image, read_label_image
+from nnunet_surgery.cases.label_images import read_image, read_label_image
 from nnunet_surgery.cases.labels import LabelLayout
 from nnunet_surgery.cases.npz import check_probability_shape, load_probabilities
 
@@ -52,19 +52,6 @@ def slice_index(reference: np.ndarray, fallback: np.ndarray) -> int:
     return int(np.argmax(largest.reshape(largest.shape[0], -1).sum(axis=1)))
 
 
-def _read_image(reader_class: type, path: Path, shape: tuple[int, ...]) -> np.ndarray:
-    import contextlib
-    import io
-
-    check_label_image(path, expected_shape=(1, *shape))  # one channel of the reference's size
-    with contextlib.redirect_stdout(io.StringIO()):
-        try:
-            image, _ = reader_class().read_images((str(path),))
-        except Exception as error:  # readers raise whatever their backend raises
-            raise InputError(f"{path}: cannot read with {reader_class.__name__} ({error})") from None
-    return np.asarray(image[0], dtype=np.float32)
-
-
 def read_case_slice(
     image: Path,
     reference: Path,
@@ -79,7 +66,7 @@ def read_case_slice(
         InputError: unreadable files, or an image whose shape differs from the reference's.
     """
     labels = read_label_image(reader_class, reference)[0]
-    picture = _read_image(reader_class, image, labels.shape)
+    picture = read_image(reader_class, image, shape=labels.shape)
     if picture.shape != labels.shape:
         raise InputError(
             f"{image}: image shape {picture.shape} does not match the reference's {labels.shape}"

@@ -4,7 +4,7 @@ probability of that label, through the largest connected component of the refere
 The slice is taken along the first spatial axis of the reader's order (z for 3D; 2D cases have one).
 It is the slice with the most voxels of the reference's largest 3D connected component of the label;
 without any reference voxel of the label, the slice with the largest summed probability of the first
-model. Everything is read through the report's readers (npz never unpickled, shapes checked).
+model. Everything is read through the case layer's readers (npz never unpickled, shapes checked).
 """
 
 from __future__ import annotations

@@ -10,8 +10,8 @@ predictions of the same cases), `OUT_DIR/CASE/` receives, in the geometry of the
     mutual_information.nii.gz    H(mean) - mean H(folder) (several folders only)
 
 Probabilities are read memory-safely (never unpickled; shapes checked against the reference before
-decompression) and checked like the report's; `.pkl` files are never read. Each case is written into a
-hidden folder that is renamed to `OUT_DIR/CASE` when complete (docs/maps.md).
+decompression) and their values checked once (`cases.valid_probabilities`); `.pkl` files are never read.
+Each case is written into a hidden folder that is renamed to `OUT_DIR/CASE` when complete (docs/maps.md).
 """
 
 from __future__ import annotations

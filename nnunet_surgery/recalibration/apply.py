@@ -1,6 +1,6 @@
 """`apply_calibrator`: a folder of nnU-Net probability maps through a fitted calibrator.
 
-Every `CASE.npz` of PRED_FOLDER is read memory-safely (the report's reader: never unpickled, shape and
+Every `CASE.npz` of PRED_FOLDER is read memory-safely (the case layer's reader: never unpickled, shape and
 size checked before decompression), checked (finite, in [0, 1], softmax sums), recalibrated and written
 as `OUT_FOLDER/CASE.npz` (`probabilities`, same shape and dtype). nnU-Net's segmentation files
 `CASE{file_ending}` are copied byte for byte; `.pkl` files are neither read nor copied (they are pickles

@@ -118,7 +118,7 @@ def fit_case(task: FitTask) -> CaseFit:
     """Read one case (reference, ROI, probabilities; all checked) and sum its statistics at `task.thetas`.
 
     Raises:
-        InputError: as the report, for any file of the case.
+        InputError: as `cases.prepare_case`, for any file of the case.
     """
     return _finish(task, _prepare(task))
 

@@ -14,95 +14,58 @@
     staging       outputs written whole: a staging file or folder renamed into place
 
 `report/`, `recalibration/` and `maps/` stand on this layer side by side and import nothing from each
-other. Module-level imports stay light (numpy; nnU-Net and scipy inside functions), so that spawned
-workers start fast.
+other. Every name below is importable from the package (`from nnunet_surgery.cases import CaseTask`);
+each module is imported on the first use of one of its names, so that a light one (`errors`, `staging`,
+`folders`) does not bring numpy or nnU-Net along: the demo command's `--help` imports neither. Module-level
+imports stay light (numpy; nnU-Net and scipy inside functions), so that spawned workers start fast.
 """
 
 from __future__ import annotations
 
-from nnunet_surgery.cases.chunks import CHUNK_ELEMENTS, voxel_chunks
-from nnunet_surgery.cases.dataset import DatasetInfo, load_dataset_json, read_json, reader_for
-from nnunet_surgery.cases.errors import InputError, check_count
-from nnunet_surgery.cases.folders import (
-    IMAGE_SUFFIX,
-    NPZ_ENDING,
-    CaseFiles,
-    case_files,
-    collect_cases,
-    collect_pooled_cases,
-    model_names,
-    parse_ensemble,
-)
-from nnunet_surgery.cases.label_images import (
-    check_label_image,
-    read_label_image,
-    read_label_image_and_properties,
-)
-from nnunet_surgery.cases.labels import LabelLayout, label_layout
-from nnunet_surgery.cases.npz import (
-    PROBABILITIES_KEY,
-    check_probability_shape,
-    load_probabilities,
-    load_valid_probabilities,
-    valid_probabilities,
-)
-from nnunet_surgery.cases.pool import (
-    WorkerPool,
-    check_processes,
-    iterate_cases,
-    ordered_map,
-    read_ahead,
-)
-from nnunet_surgery.cases.reading import (
-    CaseTask,
-    PreparedCase,
-    Reference,
-    load_model,
-    prepare_case,
-    read_reference,
-)
-from nnunet_surgery.cases.roi import RoiSpec, check_roi, parse_roi, roi_mask
+import importlib
 
-__all__ = [
-    "CHUNK_ELEMENTS",
-    "IMAGE_SUFFIX",
-    "NPZ_ENDING",
-    "PROBABILITIES_KEY",
-    "CaseFiles",
-    "CaseTask",
-    "DatasetInfo",
-    "InputError",
-    "LabelLayout",
-    "PreparedCase",
-    "Reference",
-    "RoiSpec",
-    "WorkerPool",
-    "case_files",
-    "check_count",
-    "check_label_image",
-    "check_probability_shape",
-    "check_processes",
-    "check_roi",
-    "collect_cases",
-    "collect_pooled_cases",
-    "iterate_cases",
-    "label_layout",
-    "load_dataset_json",
-    "load_model",
-    "load_probabilities",
-    "load_valid_probabilities",
-    "model_names",
-    "ordered_map",
-    "parse_ensemble",
-    "parse_roi",
-    "prepare_case",
-    "read_ahead",
-    "read_json",
-    "read_label_image",
-    "read_label_image_and_properties",
-    "read_reference",
-    "reader_for",
-    "roi_mask",
-    "valid_probabilities",
-    "voxel_chunks",
-]
+#: module -> the names it defines that the package hands on
+_NAMES = {
+    "chunks": ("CHUNK_ELEMENTS", "voxel_chunks"),
+    "dataset": ("DatasetInfo", "load_dataset_json", "read_json", "reader_for"),
+    "errors": ("InputError", "check_count"),
+    "folders": (
+        "IMAGE_SUFFIX",
+        "NPZ_ENDING",
+        "CaseFiles",
+        "case_files",
+        "collect_cases",
+        "collect_pooled_cases",
+        "model_names",
+        "parse_ensemble",
+    ),
+    "label_images": ("check_label_image", "read_label_image", "read_label_image_and_properties"),
+    "labels": ("LabelLayout", "label_layout"),
+    "npz": (
+        "PROBABILITIES_KEY",
+        "check_probability_shape",
+        "load_probabilities",
+        "load_valid_probabilities",
+        "valid_probabilities",
+    ),
+    "pool": ("WorkerPool", "check_processes", "iterate_cases", "ordered_map", "read_ahead"),
+    "reading": ("CaseTask", "PreparedCase", "Reference", "load_model", "prepare_case", "read_reference"),
+    "roi": ("RoiSpec", "check_roi", "parse_roi", "roi_mask"),
+}
+_MODULE_OF = {name: module for module, names in _NAMES.items() for name in names}
+
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str) -> object:
+    """`name` from the module that defines it, imported on first use."""
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -113,24 +113,15 @@ def report_holds(report: Path, models: Sequence[str]) -> bool:
 
 
 # the steps' commands --------------------------------------------------------------------------------------------
+# fmt: off
+# (written as a user types a command: each flag or keyword beside its value, a few to a line)
 def _make_dataset(run: DemoRun) -> None:
     from nnunet_surgery.synthetic import generate_dataset
 
-    s = run.settings
-    variant = s.variant
-    generate_dataset(
-        run.folders.raw,
-        s.dataset_id,
-        s.dataset_name,
-        num_train=s.num_train,
-        num_test=s.num_test,
-        shape=s.shape,
-        seed=s.seed,
-        num_classes=variant.num_classes,
-        regions=variant.regions,
-        labelled_organ=variant.labelled_organ,
-        spacing=SPACING_3D if s.three_d else None,
-    )
+    s, v = run.settings, run.settings.variant
+    generate_dataset(run.folders.raw, s.dataset_id, s.dataset_name, num_train=s.num_train, num_test=s.num_test,
+                     shape=s.shape, seed=s.seed, spacing=SPACING_3D if s.three_d else None,
+                     num_classes=v.num_classes, regions=v.regions, labelled_organ=v.labelled_organ)
 
 
 def _preprocess(run: DemoRun) -> None:
@@ -143,8 +134,6 @@ def _preprocess(run: DemoRun) -> None:
     (run.folders.logs / "preprocess.done").touch()
 
 
-# fmt: off
-# (the commands are written as a user types them: one flag and its value together)
 def _train_arguments(settings: DemoSettings, trainer: str) -> list[str]:
     """`nnUNetv2_train ... --npz`: the validation fold's probabilities are what recalibration fits on."""
     return ["nnUNetv2_train", str(settings.dataset_id), settings.configuration, FOLD,

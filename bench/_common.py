@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nnunet_surgery.errors import ReportError
+from nnunet_surgery.cases import InputError
 
 __all__ = [
     "RssSampler",
@@ -237,7 +237,7 @@ def run_models(run: Path, models: Sequence[str] | None) -> list[str]:
     if models:
         return list(models)
     if not (run / "predictions").is_dir():
-        raise ReportError(f"{run}: no predictions/ folder (the run has not predicted yet)")
+        raise InputError(f"{run}: no predictions/ folder (the run has not predicted yet)")
     return sorted(p.name for p in (run / "predictions").iterdir() if p.is_dir() and "+" not in p.name)
 
 
@@ -250,10 +250,10 @@ def overlap_share(p: np.ndarray, y: np.ndarray, alpha: float) -> float:
 
 
 def demo_dataset_folder(run: Path) -> Path:
-    """The run's one `nnUNet_raw/Dataset*` folder; ReportError naming the run otherwise."""
+    """The run's one `nnUNet_raw/Dataset*` folder; InputError naming the run otherwise."""
     datasets = sorted((run / "nnUNet_raw").glob("Dataset*"))
     if len(datasets) != 1:
-        raise ReportError(
+        raise InputError(
             f"{run}: expected one nnUNet_raw/Dataset* folder of a demo run, found {len(datasets)}"
         )
     return datasets[0]

@@ -40,15 +40,15 @@ import torch
 from _common import add_run_arguments, check_run_folders, demo_dataset_folder, overlap_share, run_models
 from nnunetv2.utilities.helpers import softmax_helper_dim1
 
-from nnunet_surgery.losses import SoftTverskyLoss
-from nnunet_surgery.report.errors import ReportError
-from nnunet_surgery.report.inputs import (
+from nnunet_surgery.cases import (
+    InputError,
     case_files,
     load_dataset_json,
     load_probabilities,
     read_label_image,
     reader_for,
 )
+from nnunet_surgery.losses import SoftTverskyLoss
 
 #: smallest probability whose log stands in for a logit (softmax(log p) = p up to this floor)
 P_FLOOR = 1e-7
@@ -160,7 +160,7 @@ def analyse_run(run: Path, model: str, background: bool = False) -> RunPull:
     dataset = load_dataset_json(dataset_folder / "dataset.json")
     layout = dataset.layout
     if layout.region_based:
-        raise ReportError(f"{run}: region-based dataset; this analysis is for softmax (label) datasets")
+        raise InputError(f"{run}: region-based dataset; this analysis is for softmax (label) datasets")
     predictions = case_files(run / "predictions" / model, ".npz", "prediction")
     references = case_files(dataset_folder / "labelsTs", dataset.file_ending, "reference")
     reader = reader_for(dataset, next(iter(references.values())))
@@ -206,7 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for run in args.runs:
             for model in run_models(run, args.models):
                 print_run(analyse_run(run, model, args.with_background))
-    except ReportError as error:
+    except InputError as error:
         print(f"dice_pull.py: error: {error}", file=sys.stderr)
         return 2
     return 0

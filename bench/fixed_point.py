@@ -45,8 +45,8 @@ import numpy as np
 import torch
 from _common import add_run_arguments, check_run_folders, demo_dataset_folder, overlap_share, run_models
 
-from nnunet_surgery.report.errors import ReportError
-from nnunet_surgery.report.inputs import (
+from nnunet_surgery.cases import (
+    InputError,
     LabelLayout,
     case_files,
     load_dataset_json,
@@ -270,7 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for run in args.runs:
             for model in run_models(run, args.models):
                 analyse_run(run, model, exponent, results.setdefault(model, {}))
-    except ReportError as error:
+    except InputError as error:
         print(f"fixed_point.py: error: {error}", file=sys.stderr)
         return 2
     for model, curves in results.items():

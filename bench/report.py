@@ -46,12 +46,8 @@ COST_TARGET = 1.3  # report's marginal cost per case / bare loading's
 BOOTSTRAP = 1000  # the report's default resamples (--bootstrap)
 BOOTSTRAP_TARGET = 0.10  # extra wall time of the bootstrap, relative to the same report without it
 NO_BOOTSTRAP = "--bootstrap 0"
-# `nnunet-surgery report ARGS`, through the command module (as `nnunet_surgery.cli` dispatches to it)
-REPORT_CLI = (
-    "import argparse, sys; from nnunet_surgery.commands import report; "
-    "p = argparse.ArgumentParser(prog='nnunet-surgery report'); report.add_arguments(p); "
-    "sys.exit(report.run(p.parse_args(sys.argv[1:])))"
-)
+# `nnunet-surgery report ARGS`, as the console script runs it
+REPORT_CLI = "import sys; from nnunet_surgery.cli import main; sys.exit(main(['report', *sys.argv[1:]]))"
 
 
 # ----------------------------------------------------------------------------------------------------- data

@@ -1,7 +1,10 @@
 """`nnunet-surgery` console script: one subcommand per module in `nnunet_surgery.commands`.
 
 Each command module defines `HELP` (one line), `add_arguments(parser)` and `run(args) -> int`, and keeps
-its heavy imports inside `run` so that `nnunet-surgery --help` stays fast.
+its heavy imports inside `run` so that `nnunet-surgery --help` stays fast. A command raises
+`nnunet_surgery.cases.InputError` for input it refuses; `main` alone catches it, prints it as one line
+`nnunet-surgery COMMAND: error: MESSAGE` (the parser's `prog`, e.g. `nnunet-surgery recalibrate fit`) and
+returns 2, as argparse does for a bad argument.
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+
+from nnunet_surgery.cases.errors import InputError
 
 __all__ = ["COMMANDS", "main"]
 
@@ -33,14 +38,19 @@ def _build_parser() -> argparse.ArgumentParser:
         module = importlib.import_module(f"nnunet_surgery.commands.{module_name}")
         command_parser = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(command_parser)
-        command_parser.set_defaults(_run=module.run)
+        command_parser.set_defaults(_run=module.run, _prog=command_parser.prog)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse `argv` (default: `sys.argv[1:]`), run the subcommand and return its exit code."""
+    """Parse `argv` (default: `sys.argv[1:]`), run the subcommand and return its exit code: 2 for input it
+    refuses, told in one line on stderr."""
     args = _build_parser().parse_args(argv)
-    return int(args._run(args) or 0)
+    try:
+        return int(args._run(args) or 0)
+    except InputError as error:
+        print(f"{args._prog}: error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -1,17 +1,11 @@
-"""The one exception type of the commands (report, recalibrate, maps): bad input, told in one line that
-names the file or argument. Below every package, so that shared helpers (`files`) can raise it."""
+"""The commands' exception type under its first module path and name: `ReportError` is
+`nnunet_surgery.cases.InputError` (kept for scripts that import or catch it)."""
 
 from __future__ import annotations
 
+from nnunet_surgery.cases.errors import InputError
+
 __all__ = ["ReportError"]
 
-
-class ReportError(Exception):
-    """Input the report refuses (missing or malformed files, inconsistent folders, bad options).
-
-    The message is a single line that starts with the offending file, folder or argument; the command
-    prints it as `nnunet-surgery report: error: <message>` and exits with status 2.
-    """
-
-    def __init__(self, message: str) -> None:
-        super().__init__(" ".join(str(message).split()))
+#: The earlier name of `InputError`, the one input error type of every command.
+ReportError = InputError

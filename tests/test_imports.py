@@ -1,4 +1,13 @@
-"""The package's import graph: no cycles anywhere, and the report's stages import one way only."""
+"""The package's import graph: no cycles anywhere, and the layers import one way only.
+
+    commands/, cli                      the console script: nothing in the library imports it
+    demo/                               runs the commands as nnU-Net's and our console scripts
+    report/  recalibration/  maps/      one room per command, peers: none imports another
+    cases/                              the case layer under every command: imports only calibration/
+    calibration/                        the math: imports nothing else of the package
+
+Inside report/, data flow inputs -> scoring -> outputs.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +19,23 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "nnunet_surgery"
 # report stage -> stages it must never import (data flows inputs -> scoring -> outputs)
 FORBIDDEN = {
-    "nnunet_surgery.report.inputs": ("nnunet_surgery.report.scoring", "nnunet_surgery.report.outputs"),
+    "nnunet_surgery.report.inputs": (
+        "nnunet_surgery.report.scoring",
+        "nnunet_surgery.report.outputs",
+        "nnunet_surgery.report.pipeline",
+    ),
     "nnunet_surgery.report.scoring": ("nnunet_surgery.report.outputs", "nnunet_surgery.report.pipeline"),
     "nnunet_surgery.report.outputs": ("nnunet_surgery.report.inputs", "nnunet_surgery.report.pipeline"),
 }
+# the commands' rooms, which stand side by side on the case layer
+PEERS = ("nnunet_surgery.report", "nnunet_surgery.recalibration", "nnunet_surgery.maps")
+# layer -> the only parts of the package it may import (besides itself)
+BELOW = {
+    "nnunet_surgery.cases": ("nnunet_surgery.calibration",),
+    "nnunet_surgery.calibration": (),
+}
+# the console script: the only modules that may import it are its own
+CONSOLE = ("nnunet_surgery.commands", "nnunet_surgery.cli")
 
 
 def _module_name(path: Path) -> str:
@@ -89,10 +111,28 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return components
 
 
-def test_the_graph_sees_the_report_stages():
+def _within(module: str, part: str) -> bool:
+    return module == part or module.startswith(part + ".")
+
+
+def _imports_of(graph: dict[str, set[str]], part: str) -> set[tuple[str, str]]:
+    """(module, target) for every import that a module of `part` makes of a module outside `part`."""
+    return {
+        (module, target)
+        for module, targets in graph.items()
+        if _within(module, part)
+        for target in targets
+        if not _within(target, part)
+    }
+
+
+def test_the_graph_sees_the_layers():
     graph = _graph()
     assert "nnunet_surgery.report.scoring.case" in graph["nnunet_surgery.report.scoring.aggregate"]
-    assert "nnunet_surgery.report.inputs.roi" in graph["nnunet_surgery.report.inputs.options"]
+    assert "nnunet_surgery.report.inputs.options" in graph["nnunet_surgery.report.inputs.models"]
+    assert "nnunet_surgery.cases" in graph["nnunet_surgery.recalibration.fit"]
+    assert "nnunet_surgery.calibration" in graph["nnunet_surgery.cases.npz"]  # an import inside a function
+    assert "nnunet_surgery.commands._options" in graph["nnunet_surgery.commands.report"]
 
 
 def test_cycle_finder_finds_a_planted_cycle():
@@ -114,3 +154,47 @@ def test_report_stages_import_one_way(stage):
         if any(target == f or target.startswith(f + ".") for f in FORBIDDEN[stage])
     }
     assert offending == set()
+
+
+@pytest.mark.parametrize("layer", sorted(BELOW))
+def test_a_lower_layer_imports_nothing_above_it(layer):
+    graph = _graph()
+    offending = {
+        (module, target)
+        for module, target in _imports_of(graph, layer)
+        if not any(_within(target, allowed) for allowed in BELOW[layer])
+    }
+    assert offending == set()
+
+
+@pytest.mark.parametrize("room", PEERS)
+def test_the_command_rooms_import_nothing_of_each_other(room):
+    graph = _graph()
+    others = [peer for peer in PEERS if peer != room]
+    offending = {
+        (module, target)
+        for module, target in _imports_of(graph, room)
+        if any(_within(target, other) for other in others)
+    }
+    assert offending == set()
+
+
+def test_no_library_module_imports_the_console_script():
+    graph = _graph()
+    offending = {
+        (module, target)
+        for module, targets in graph.items()
+        if not any(_within(module, part) for part in CONSOLE)
+        for target in targets
+        if any(_within(target, part) for part in CONSOLE)
+    }
+    assert offending == set()
+
+
+def test_the_layer_rules_catch_a_planted_import():
+    graph = {
+        "nnunet_surgery.cases.npz": {"nnunet_surgery.report.scoring.case", "nnunet_surgery.cases.errors"}
+    }
+    assert _imports_of(graph, "nnunet_surgery.cases") == {
+        ("nnunet_surgery.cases.npz", "nnunet_surgery.report.scoring.case")
+    }

@@ -106,6 +106,7 @@ __all__ = [
     "MONAI_BINS",
     "MONAI_REDUCTIONS",
     "adaptive_calibration_error",
+    "equal_mass_ece",
     "equal_mass_stats",
     "fine_factor",
     "monai_bin_edges",
@@ -175,17 +176,22 @@ def equal_mass_stats(fine: BinnedStats, n_bins: int) -> BinnedStats:
     )
 
 
-def adaptive_calibration_error(fine: BinnedStats, n_bins: int) -> float:
-    """Adaptive (equal-mass) ECE: sum_b (n_b / N) |mean y_b - mean p_b| over `equal_mass_stats` bins.
+def equal_mass_ece(fine: BinnedStats, n_bins: int) -> float:
+    """Equal-mass (adaptive) ECE: sum_b (n_b / N) |mean y_b - mean p_b| over `equal_mass_stats` bins (the
+    report's `ece_equal_mass`; torch-uncertainty calls it ACE, which the report's `ace` is not).
 
     Args:
         fine: fine equal-width statistics, normally `binned_stats(p, y, FINE_BINS)` (mergeable).
         n_bins: number of equal-mass bins.
 
     Returns:
-        The adaptive ECE; NaN without samples.
+        The equal-mass ECE; NaN without samples.
     """
     return calibration_errors(equal_mass_stats(fine, n_bins))["ece"]
+
+
+#: The earlier name of `equal_mass_ece` (kept for scripts; "ACE" is the average calibration error here).
+adaptive_calibration_error = equal_mass_ece
 
 
 def rms_calibration_error(stats: BinnedStats) -> float:

@@ -1,20 +1,39 @@
-"""Options several commands share, declared once: `-np`, `--roi`, `--overwrite`, `--no-progress`."""
+"""Options several commands share, declared once: `-djfile`, `-o/--output`, `-np`, `--roi`, `--overwrite`,
+`--no-progress`."""
 
 from __future__ import annotations
 
 import argparse
 
-__all__ = ["add_common_arguments", "processes", "roi_argument"]
+__all__ = [
+    "add_common_arguments",
+    "add_djfile_argument",
+    "add_output_argument",
+    "processes",
+    "roi_argument",
+]
 
 
 def roi_argument(text: str):
     """argparse type of `--roi`: `all`, `band:D` or `mask:FOLDER` (a RoiSpec)."""
-    from nnunet_surgery.report.inputs import parse_roi
+    from nnunet_surgery.cases import parse_roi
 
     try:
         return parse_roi(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def add_djfile_argument(parser: argparse.ArgumentParser) -> None:
+    """`-djfile DATASET_JSON`, the dataset's dataset.json."""
+    parser.add_argument(
+        "-djfile", required=True, metavar="DATASET_JSON", help="dataset.json (labels/regions, file_ending)"
+    )
+
+
+def add_output_argument(parser: argparse.ArgumentParser, metavar: str, help: str) -> None:
+    """`-o/--output PATH`, stored as `output` in every command."""
+    parser.add_argument("-o", "--output", dest="output", required=True, metavar=metavar, help=help)
 
 
 def add_common_arguments(

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+
+from nnunet_surgery.commands._options import add_output_argument
 
 __all__ = ["HELP", "add_arguments", "run"]
 
@@ -27,13 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
     defaults = DemoSettings()
-    parser.add_argument(
-        "-o",
-        "--output",
-        type=Path,
-        required=True,
-        help="output folder (new, or a previous demo run to resume)",
-    )
+    add_output_argument(parser, "OUT_DIR", "output folder (new, or a previous demo run to resume)")
     parser.add_argument(
         "--trainers",
         nargs="+",
@@ -110,14 +105,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from nnunet_surgery.cases import InputError
     from nnunet_surgery.demo import SHAPE_2D, SHAPE_3D, DemoSettings, run_demo
-    from nnunet_surgery.errors import ReportError
 
     shape = tuple(args.shape) if args.shape else (SHAPE_3D if args.three_d else SHAPE_2D)
     if len(shape) != (3 if args.three_d else 2):
         expected = "three sizes D H W with --3d" if args.three_d else "two sizes H W (three with --3d)"
-        print(f"nnunet-surgery demo: error: --shape takes {expected}, but got {list(shape)}", file=sys.stderr)
-        return 2
+        raise InputError(f"--shape takes {expected}, but got {list(shape)}")
 
     device = args.device
     if device is None:
@@ -136,11 +130,7 @@ def run(args: argparse.Namespace) -> int:
         device=device,
         dataset=args.dataset,
     )
-    try:
-        report = run_demo(args.output, settings, log=lambda line: print(line, flush=True))
-    except ReportError as error:  # DemoError, or a shared file helper's error
-        print(f"nnunet-surgery demo: error: {error}", file=sys.stderr)
-        return 2
+    report = run_demo(Path(args.output), settings, log=lambda line: print(line, flush=True))
     table = report / "calibration.md"
     if table.is_file():
         print(f"\n{table.read_text()}")

@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from nnunet_surgery.commands._options import add_common_arguments, processes, roi_argument
+from nnunet_surgery.commands._options import (
+    add_common_arguments,
+    add_djfile_argument,
+    add_output_argument,
+    processes,
+    roi_argument,
+)
 
 __all__ = ["HELP", "add_arguments", "run"]
 
@@ -26,6 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     fit = actions.add_parser("fit", help=_FIT_HELP, description=_FIT_HELP)
+    fit.set_defaults(_prog=fit.prog)  # errors name the action: `nnunet-surgery recalibrate fit: error: ...`
     fit.add_argument("gt_folder", metavar="GT_FOLDER", help="reference segmentations CASE{file_ending}")
     fit.add_argument(
         "pred_folders",
@@ -33,12 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         help="folder(s) of CASE.npz validation probabilities, each case in one folder (.pkl files are never read)",
     )
-    fit.add_argument(
-        "-djfile", required=True, metavar="DATASET_JSON", help="dataset.json (labels/regions, file_ending)"
-    )
-    fit.add_argument(
-        "-o", dest="output", required=True, metavar="CALIBRATOR.json", help="calibrator file to write"
-    )
+    add_djfile_argument(fit)
+    add_output_argument(fit, "CALIBRATOR.json", "calibrator file to write")
     fit.add_argument(
         "--method",
         choices=METHODS,
@@ -56,27 +59,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(fit, overwrite="replace an existing CALIBRATOR.json", progress="no progress output")
 
     apply = actions.add_parser("apply", help=_APPLY_HELP, description=_APPLY_HELP)
+    apply.set_defaults(_prog=apply.prog)
     apply.add_argument("calibrator", metavar="CALIBRATOR.json", help="a calibrator of `recalibrate fit`")
     apply.add_argument(
         "pred_folder", metavar="PRED_FOLDER", help="CASE.npz of nnUNetv2_predict --save_probabilities"
     )
-    apply.add_argument("-o", dest="output", required=True, metavar="OUT_FOLDER", help="new folder to write")
+    add_output_argument(apply, "OUT_FOLDER", "new folder to write")
     add_common_arguments(apply, overwrite="replace an existing OUT_FOLDER")
 
 
 def _fit(args: argparse.Namespace, num_processes: int) -> str:
     from pathlib import Path
 
-    from nnunet_surgery.files import check_writable
+    from nnunet_surgery.cases import InputError
+    from nnunet_surgery.cases.staging import check_writable
     from nnunet_surgery.recalibration.fit import fit_calibrator
     from nnunet_surgery.recalibration.objective import SCALE_MIN
-    from nnunet_surgery.report import ReportError
 
     output = Path(args.output)
     if output.is_dir():
-        raise ReportError(f"{output}: -o must be a file (CALIBRATOR.json), but is a folder")
+        raise InputError(f"{output}: -o must be a file (CALIBRATOR.json), but is a folder")
     if output.exists() and not args.overwrite:
-        raise ReportError(f"{output}: the calibrator exists; pass --overwrite to replace it")
+        raise InputError(f"{output}: the calibrator exists; pass --overwrite to replace it")
     check_writable(output, "-o CALIBRATOR.json")
     calibrator = fit_calibrator(
         args.gt_folder,
@@ -120,13 +124,5 @@ def _apply(args: argparse.Namespace, num_processes: int) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nnunet_surgery.report import ReportError
-
-    count = processes(args)
-    try:
-        message = (_fit if args.action == "fit" else _apply)(args, count)
-    except ReportError as error:
-        print(f"nnunet-surgery recalibrate {args.action}: error: {error}", file=sys.stderr)
-        return 2
-    print(message)
+    print((_fit if args.action == "fit" else _apply)(args, processes(args)))
     return 0

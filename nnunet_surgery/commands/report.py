@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-from nnunet_surgery.commands._options import add_common_arguments, processes, roi_argument
+from nnunet_surgery.commands._options import (
+    add_common_arguments,
+    add_djfile_argument,
+    add_output_argument,
+    processes,
+    roi_argument,
+)
 
 __all__ = ["HELP", "add_arguments", "run"]
 
@@ -15,7 +20,7 @@ HELP = (
 
 
 def _ensemble(text: str):
-    from nnunet_surgery.report.inputs.folders import parse_ensemble
+    from nnunet_surgery.cases import parse_ensemble
 
     try:
         return parse_ensemble(text)
@@ -36,12 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="*",
         help="folder(s) with CASE.npz from nnUNetv2_predict --save_probabilities (one per model; .pkl files are never read)",
     )
-    parser.add_argument(
-        "-djfile", required=True, metavar="DATASET_JSON", help="dataset.json (labels/regions, file_ending)"
-    )
-    parser.add_argument(
-        "-o", dest="out_dir", required=True, metavar="OUT_DIR", help="output folder for the report"
-    )
+    add_djfile_argument(parser)
+    add_output_argument(parser, "OUT_DIR", "output folder for the report")
     parser.add_argument(
         "--bins", type=int, default=20, help="number of equal-width confidence bins. Default: 20"
     )
@@ -107,42 +108,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser, overwrite="replace a report already in OUT_DIR")
 
 
-def _ensembles(pairs: list[tuple[str, tuple]]) -> dict[str, tuple]:
-    from nnunet_surgery.report import ReportError
-
-    names = [name for name, _ in pairs]
-    if len(set(names)) != len(names):
-        raise ReportError(
-            f"--ensemble: two ensembles are named {sorted(n for n in names if names.count(n) > 1)[0]!r}"
-        )
-    return dict(pairs)
-
-
 def run(args: argparse.Namespace) -> int:
-    from nnunet_surgery.report import ReportError, generate_report
+    from nnunet_surgery.report import generate_report
 
-    try:
-        summary = generate_report(
-            args.gt_folder,
-            args.pred_folders,
-            args.djfile,
-            args.out_dir,
-            names=args.names,
-            n_bins=args.bins,
-            roi=args.roi,
-            truth_folder=args.truth,
-            num_processes=processes(args),
-            bootstrap=args.bootstrap,
-            seed=args.bootstrap_seed,
-            preset=args.preset,
-            images_folder=args.images,
-            gallery=args.gallery,
-            ensembles=_ensembles(args.ensembles),
-            overwrite=args.overwrite,
-            progress=args.progress,
-        )
-    except ReportError as error:
-        print(f"nnunet-surgery report: error: {error}", file=sys.stderr)
-        return 2
-    print(f"wrote {args.out_dir} ({len(summary['models'])} model(s), {len(summary['roi_voxels'])} case(s))")
+    summary = generate_report(
+        args.gt_folder,
+        args.pred_folders,
+        args.djfile,
+        args.output,
+        names=args.names,
+        n_bins=args.bins,
+        roi=args.roi,
+        truth_folder=args.truth,
+        num_processes=processes(args),
+        bootstrap=args.bootstrap,
+        seed=args.bootstrap_seed,
+        preset=args.preset,
+        images_folder=args.images,
+        gallery=args.gallery,
+        ensembles=args.ensembles,
+        overwrite=args.overwrite,
+        progress=args.progress,
+    )
+    print(f"wrote {args.output} ({len(summary['models'])} model(s), {len(summary['roi_voxels'])} case(s))")
     return 0

@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+
+from nnunet_surgery.trainer_folder import trainers_dir
 
 __all__ = ["HELP", "add_arguments", "run", "trainers_dir"]
 
 HELP = "print the absolute path for `export nnUNet_extTrainer=$(nnunet-surgery trainers-dir)`"
-
-
-def trainers_dir() -> Path:
-    """The absolute path of the installed `trainers/` folder (editable and regular installs alike)."""
-    import nnunet_surgery._ext_trainers as ext
-
-    return Path(ext.__file__).resolve().parent
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

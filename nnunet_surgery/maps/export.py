@@ -10,8 +10,8 @@ predictions of the same cases), `OUT_DIR/CASE/` receives, in the geometry of the
     mutual_information.nii.gz    H(mean) - mean H(folder) (several folders only)
 
 Probabilities are read memory-safely (never unpickled; shapes checked against the reference before
-decompression) and checked like the report's; `.pkl` files are never read. Each case is written into a
-hidden folder that is renamed to `OUT_DIR/CASE` when complete (docs/maps.md).
+decompression) and their values checked once (`cases.valid_probabilities`); `.pkl` files are never read.
+Each case is written into a hidden folder that is renamed to `OUT_DIR/CASE` when complete (docs/maps.md).
 """
 
 from __future__ import annotations
@@ -22,24 +22,24 @@ from pathlib import Path
 
 import numpy as np
 
-from nnunet_surgery.files import check_writable, staged_folder
-from nnunet_surgery.maps.geometry import read_geometry
-from nnunet_surgery.maps.uncertainty import EnsembleSums
-from nnunet_surgery.report.errors import ReportError
-from nnunet_surgery.report.inputs import (
+from nnunet_surgery.cases import (
+    IMAGE_SUFFIX,
+    NPZ_ENDING,
+    InputError,
     LabelLayout,
     case_files,
     check_probability_shape,
+    check_processes,
+    iterate_cases,
     load_dataset_json,
     load_valid_probabilities,
     reader_for,
 )
-from nnunet_surgery.report.inputs.folders import NPZ_ENDING
-from nnunet_surgery.report.scoring.pool import map_cases
+from nnunet_surgery.cases.staging import check_writable, staged_folder
+from nnunet_surgery.maps.geometry import read_geometry
+from nnunet_surgery.maps.uncertainty import EnsembleSums
 
 __all__ = ["MapsTask", "export_case", "export_maps", "map_file_names"]
-
-IMAGE_SUFFIX = "_0000"
 
 
 def _safe(name: str) -> str:
@@ -89,12 +89,12 @@ def export_case(task: MapsTask) -> str:
     """Write one case's maps into `out_dir/case` (whole or not at all); returns the case.
 
     Raises:
-        ReportError: unreadable, mismatched or invalid files, naming the file.
+        InputError: unreadable, mismatched or invalid files, naming the file.
     """
     layout = task.layout
     target = task.out_dir / task.case
     if target.exists() and not task.overwrite:
-        raise ReportError(f"{target}: exists; pass --overwrite to replace it")
+        raise InputError(f"{target}: exists; pass --overwrite to replace it")
     geometry = read_geometry(task.reader_class, task.reference)
     expected = (layout.n_channels, *geometry.shape)
     sums = EnsembleSums(softmax=layout.softmax)
@@ -143,56 +143,55 @@ def export_maps(
         The cases written.
 
     Raises:
-        ReportError: any bad input or unwritable output, in one line, before or while a case is written
+        InputError: any bad input or unwritable output, in one line, before or while a case is written
             (cases finished before stay: each case folder is complete or absent).
     """
 
     if not pred_folders:
-        raise ReportError("PRED_FOLDER: give at least one prediction folder")
-    if isinstance(num_processes, bool) or not isinstance(num_processes, int) or num_processes < 1:
-        raise ReportError(f"-np: the number of processes must be an integer >= 1, but got {num_processes!r}")
+        raise InputError("PRED_FOLDER: give at least one prediction folder")
+    check_processes(num_processes)
     dataset = load_dataset_json(dataset_json)
     folders = [Path(folder) for folder in pred_folders]
     if len({folder.resolve() for folder in folders}) != len(folders):
-        raise ReportError("PRED_FOLDER: a prediction folder is given twice")
+        raise InputError("PRED_FOLDER: a prediction folder is given twice")
     out_dir = Path(out_dir)
     if out_dir.resolve() in {folder.resolve() for folder in (*folders, Path(reference_folder))}:
-        raise ReportError(f"{out_dir}: OUT_DIR must not be an input folder")
+        raise InputError(f"{out_dir}: OUT_DIR must not be an input folder")
     if out_dir.exists() and not out_dir.is_dir():
-        raise ReportError(f"{out_dir}: OUT_DIR exists and is not a folder")
+        raise InputError(f"{out_dir}: OUT_DIR exists and is not a folder")
     references = _reference_files(Path(reference_folder), dataset.file_ending)
     members = [case_files(folder, NPZ_ENDING, "prediction") for folder in folders]
     cases = sorted(members[0])
     for folder, files in zip(folders, members, strict=True):
         if files.keys() != set(cases):
             differ = sorted(set(cases) ^ files.keys())
-            raise ReportError(
+            raise InputError(
                 f"{folder}: holds other cases than {folders[0]} (e.g. {differ[0]}): every folder must hold the same cases"
             )
     missing = [case for case in cases if case not in references]
     if missing:
-        raise ReportError(
+        raise InputError(
             f"{reference_folder}: no reference CASE{dataset.file_ending} or image CASE{IMAGE_SUFFIX}{dataset.file_ending} "
             f"for case {missing[0]}" + (f" and {len(missing) - 1} more" if len(missing) > 1 else "")
         )
     if out_dir.is_dir() and not overwrite:
         existing = sorted(case for case in cases if (out_dir / case).exists())
         if existing:
-            raise ReportError(
+            raise InputError(
                 f"{out_dir}: already holds maps of {existing[0]}; pass --overwrite to replace them"
             )
     check_writable(out_dir, "OUT_DIR")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise ReportError(f"{out_dir}: cannot create OUT_DIR ({error.strerror or error})") from None
+        raise InputError(f"{out_dir}: cannot create OUT_DIR ({error.strerror or error})") from None
     reader_class = reader_for(dataset, references[cases[0]])
     tasks = [
         MapsTask(case, references[case], tuple(files[case] for files in members), reader_class, dataset.layout,
                  out_dir.absolute(), overwrite)
         for case in cases
     ]  # fmt: skip
-    return map_cases(export_case, tasks, num_processes, _case_name, desc="maps", progress=progress)
+    return list(iterate_cases(export_case, tasks, num_processes, _case_name, desc="maps", progress=progress))
 
 
 def _case_name(task: MapsTask) -> str:

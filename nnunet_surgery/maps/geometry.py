@@ -22,8 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nnunet_surgery.report.errors import ReportError
-from nnunet_surgery.report.inputs.reading import read_label_image_and_properties
+from nnunet_surgery.cases import InputError, read_label_image_and_properties
 
 __all__ = ["ReferenceGeometry", "read_geometry"]
 
@@ -95,7 +94,7 @@ def read_geometry(reader_class: type, path: str | Path) -> ReferenceGeometry:
     """Read a reference (segmentation or image) with nnU-Net's reader and keep its geometry.
 
     Raises:
-        ReportError: the reader fails on the file, or returns no geometry this module can write.
+        InputError: the reader fails on the file, or returns no geometry this module can write.
     """
     path = Path(path)
     array, properties = read_label_image_and_properties(reader_class, path)  # header-checked first
@@ -107,5 +106,5 @@ def read_geometry(reader_class: type, path: str | Path) -> ReferenceGeometry:
     elif "spacing" in properties:
         write = _spacing_writer(tuple(properties["spacing"]))
     else:
-        raise ReportError(f"{path}: {reader_class.__name__} gives no geometry (spacing) to write maps with")
+        raise InputError(f"{path}: {reader_class.__name__} gives no geometry (spacing) to write maps with")
     return ReferenceGeometry(path, shape, write)

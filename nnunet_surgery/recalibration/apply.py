@@ -1,6 +1,6 @@
 """`apply_calibrator`: a folder of nnU-Net probability maps through a fitted calibrator.
 
-Every `CASE.npz` of PRED_FOLDER is read memory-safely (the report's reader: never unpickled, shape and
+Every `CASE.npz` of PRED_FOLDER is read memory-safely (the case layer's reader: never unpickled, shape and
 size checked before decompression), checked (finite, in [0, 1], softmax sums), recalibrated and written
 as `OUT_FOLDER/CASE.npz` (`probabilities`, same shape and dtype). nnU-Net's segmentation files
 `CASE{file_ending}` are copied byte for byte; `.pkl` files are neither read nor copied (they are pickles
@@ -16,13 +16,17 @@ from pathlib import Path
 
 import numpy as np
 
-from nnunet_surgery.files import check_writable, staged_folder
+from nnunet_surgery.cases import (
+    NPZ_ENDING,
+    PROBABILITIES_KEY,
+    InputError,
+    case_files,
+    check_processes,
+    iterate_cases,
+    load_valid_probabilities,
+)
+from nnunet_surgery.cases.staging import check_writable, staged_folder
 from nnunet_surgery.recalibration.calibrator import Calibrator, read_calibrator
-from nnunet_surgery.report.errors import ReportError
-from nnunet_surgery.report.inputs import load_valid_probabilities
-from nnunet_surgery.report.inputs.folders import NPZ_ENDING, case_files
-from nnunet_surgery.report.inputs.reading import PROBABILITIES_KEY
-from nnunet_surgery.report.scoring.pool import map_cases
 
 __all__ = ["ApplyTask", "apply_calibrator", "apply_case"]
 
@@ -48,10 +52,10 @@ class ApplyTask:
 
 def _check_shape(path: Path, shape: tuple[int, ...], calibrator: Calibrator) -> None:
     if len(shape) < 2:
-        raise ReportError(f"{path}: expected probabilities (C, *spatial), but the array has shape {shape}")
+        raise InputError(f"{path}: expected probabilities (C, *spatial), but the array has shape {shape}")
     if shape[0] != calibrator.n_channels:
         kind = "regions" if calibrator.region_based else "softmax channels"
-        raise ReportError(
+        raise InputError(
             f"{path}: has {shape[0]} channels, but the calibrator was fitted on {calibrator.n_channels} {kind}"
         )
 
@@ -60,7 +64,7 @@ def apply_case(task: ApplyTask) -> str:
     """Recalibrate one case into the staging folder; returns the case.
 
     Raises:
-        ReportError: an unreadable, malformed or mismatched probability map, naming the file.
+        InputError: an unreadable, malformed or mismatched probability map, naming the file.
     """
     calibrator = task.calibrator
     probabilities = load_valid_probabilities(
@@ -103,18 +107,17 @@ def apply_calibrator(
         The number of cases written.
 
     Raises:
-        ReportError: any bad input or unwritable output, in one line; nothing is written then.
+        InputError: any bad input or unwritable output, in one line; nothing is written then.
     """
 
-    if isinstance(num_processes, bool) or not isinstance(num_processes, int) or num_processes < 1:
-        raise ReportError(f"-np: the number of processes must be an integer >= 1, but got {num_processes!r}")
+    check_processes(num_processes)
     calibrator = read_calibrator(calibrator_json)
     pred_folder, out_folder = Path(pred_folder), Path(out_folder)
     sources = case_files(pred_folder, NPZ_ENDING, "prediction")
     if out_folder.resolve() == pred_folder.resolve() or out_folder.resolve() in pred_folder.resolve().parents:
-        raise ReportError(f"{out_folder}: OUT_FOLDER must not be PRED_FOLDER or a folder holding it")
+        raise InputError(f"{out_folder}: OUT_FOLDER must not be PRED_FOLDER or a folder holding it")
     if out_folder.exists() and not out_folder.is_dir():
-        raise ReportError(f"{out_folder}: OUT_FOLDER exists and is not a folder")
+        raise InputError(f"{out_folder}: OUT_FOLDER exists and is not a folder")
     check_writable(out_folder, "OUT_FOLDER")
     with staged_folder(out_folder, overwrite=overwrite) as staging:
         tasks = []
@@ -124,7 +127,11 @@ def apply_calibrator(
                 ApplyTask(case, source, segmentation if segmentation.is_file() else None, staging, calibrator)
             )
         try:
-            map_cases(apply_case, tasks, num_processes, _case_name, desc="recalibrate", progress=progress)
+            list(
+                iterate_cases(
+                    apply_case, tasks, num_processes, _case_name, desc="recalibrate", progress=progress
+                )
+            )
         except OSError as error:
-            raise ReportError(f"{out_folder}: cannot write ({error.strerror or error})") from None
+            raise InputError(f"{out_folder}: cannot write ({error.strerror or error})") from None
     return len(tasks)

@@ -15,12 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from nnunet_surgery.files import write_text_atomic
+from nnunet_surgery.cases import InputError, read_json, voxel_chunks
+from nnunet_surgery.cases.staging import write_text_atomic
 from nnunet_surgery.recalibration.logits import logits_from_probabilities, probabilities_from_logits
 from nnunet_surgery.recalibration.objective import METHODS, Method, Parameters
-from nnunet_surgery.report.errors import ReportError
-from nnunet_surgery.report.inputs.dataset import read_json
-from nnunet_surgery.report.scoring.case import voxel_chunks
 
 __all__ = ["FORMAT", "VERSION", "Calibrator", "FitSummary", "read_calibrator"]
 
@@ -134,9 +132,9 @@ class Calibrator:
 
 def _number(path: Path, key: str, value: object, *, positive: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ReportError(f"{path}: {key!r} must be a finite number, but is {value!r}")
+        raise InputError(f"{path}: {key!r} must be a finite number, but is {value!r}")
     if positive and not value > 0:
-        raise ReportError(f"{path}: {key!r} must be positive, but is {value!r}")
+        raise InputError(f"{path}: {key!r} must be positive, but is {value!r}")
     return float(value)
 
 
@@ -144,7 +142,7 @@ def _numbers(
     path: Path, key: str, value: object, length: int, *, positive: bool = False
 ) -> tuple[float, ...]:
     if not isinstance(value, list) or len(value) != length:
-        raise ReportError(
+        raise InputError(
             f"{path}: {key!r} must be a list of {length} numbers (one per channel), but is {value!r}"
         )
     return tuple(_number(path, f"{key}[{i}]", v, positive=positive) for i, v in enumerate(value))
@@ -154,40 +152,40 @@ def read_calibrator(path: str | Path) -> Calibrator:
     """Read and check a CALIBRATOR.json written by `nnunet-surgery recalibrate fit`.
 
     Raises:
-        ReportError: unreadable, not JSON, another format or version, an unknown method, or parameters that
+        InputError: unreadable, not JSON, another format or version, an unknown method, or parameters that
             are missing, non-finite, non-positive temperatures or of the wrong length.
     """
     path = Path(path)
     content = read_json(path, "the calibrator")
     if not isinstance(content, dict) or content.get("format") != FORMAT:
-        raise ReportError(
+        raise InputError(
             f'{path}: not a calibrator of nnunet-surgery recalibrate fit (no "format": {FORMAT!r})'
         )
     if content.get("version") != VERSION:
-        raise ReportError(
+        raise InputError(
             f"{path}: calibrator version {content.get('version')!r} is not supported (this nnunet-surgery reads "
             f"version {VERSION})"
         )
     method = content.get("method")
     if method not in METHODS:
-        raise ReportError(f"{path}: 'method' must be one of {', '.join(METHODS)}, but is {method!r}")
+        raise InputError(f"{path}: 'method' must be one of {', '.join(METHODS)}, but is {method!r}")
     layout = content.get("layout")
     if not isinstance(layout, dict):
-        raise ReportError(f"{path}: missing 'layout' (n_channels, region_based, names, file_ending)")
+        raise InputError(f"{path}: missing 'layout' (n_channels, region_based, names, file_ending)")
     n_channels = layout.get("n_channels")
     region_based = layout.get("region_based")
     names = layout.get("names")
     file_ending = layout.get("file_ending")
     if isinstance(n_channels, bool) or not isinstance(n_channels, int) or n_channels < 1:
-        raise ReportError(f"{path}: layout 'n_channels' must be a positive integer, but is {n_channels!r}")
+        raise InputError(f"{path}: layout 'n_channels' must be a positive integer, but is {n_channels!r}")
     if not isinstance(region_based, bool):
-        raise ReportError(f"{path}: layout 'region_based' must be true or false, but is {region_based!r}")
+        raise InputError(f"{path}: layout 'region_based' must be true or false, but is {region_based!r}")
     if not region_based and n_channels < 2:
-        raise ReportError(f"{path}: a softmax layout needs at least 2 channels, but has {n_channels}")
+        raise InputError(f"{path}: a softmax layout needs at least 2 channels, but has {n_channels}")
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        raise ReportError(f"{path}: layout 'names' must be a list of label names, but is {names!r}")
+        raise InputError(f"{path}: layout 'names' must be a list of label names, but is {names!r}")
     if not isinstance(file_ending, str) or not file_ending:
-        raise ReportError(f"{path}: layout 'file_ending' must be a file ending such as \".nii.gz\"")
+        raise InputError(f"{path}: layout 'file_ending' must be a file ending such as \".nii.gz\"")
     if method == "temperature":
         temperature = _number(path, "temperature", content.get("temperature"), positive=True)
         temperatures, biases = (temperature,) * n_channels, (0.0,) * n_channels

@@ -1,6 +1,6 @@
 """`fit_calibrator`: temperature or vector scaling fitted on nnU-Net's out-of-fold validation probabilities.
 
-Cases flow as in the report (its reading path: `report.scoring.case.prepare_case`, memory-safe npz
+Cases are read as every command reads them (the case layer: `cases.prepare_case`, memory-safe npz
 reading, shape and value checks, the ROI): every pass over the cases sums the exact NLL, gradient and
 Hessian at one parameter vector (`objective.newton_stats`), and damped Newton's method (`newton.minimise`)
 needs a handful of passes. Memory holds one case (two at `-np 1`, which reads the next case ahead)
@@ -16,27 +16,27 @@ from pathlib import Path
 
 import numpy as np
 
+from nnunet_surgery.cases import (
+    CaseTask,
+    InputError,
+    LabelLayout,
+    PreparedCase,
+    RoiSpec,
+    WorkerPool,
+    check_processes,
+    check_roi,
+    collect_pooled_cases,
+    load_dataset_json,
+    prepare_case,
+    read_ahead,
+    reader_for,
+    valid_probabilities,
+    voxel_chunks,
+)
 from nnunet_surgery.recalibration.calibrator import Calibrator, FitSummary
 from nnunet_surgery.recalibration.logits import logits_from_probabilities, saturation_bounds
 from nnunet_surgery.recalibration.newton import FitError, minimise
 from nnunet_surgery.recalibration.objective import METHODS, NewtonStats, Parameters, newton_stats, voxels
-from nnunet_surgery.report.errors import ReportError
-from nnunet_surgery.report.inputs import (
-    LabelLayout,
-    RoiSpec,
-    check_options,
-    collect_pooled_cases,
-    load_dataset_json,
-    reader_for,
-)
-from nnunet_surgery.report.scoring.case import (
-    CaseTask,
-    PreparedCase,
-    checked_chunk,
-    prepare_case,
-    voxel_chunks,
-)
-from nnunet_surgery.report.scoring.pool import WorkerPool, read_ahead
 
 __all__ = ["FIT_CHUNK_ELEMENTS", "CaseFit", "FitTask", "fit_calibrator", "fit_case"]
 
@@ -92,7 +92,7 @@ def _finish(task: FitTask, prepared: PreparedCase) -> CaseFit:
     totals = [NewtonStats.zeros(parameters.size) for _ in task.thetas]
     saturated = values = 0
     for chunk in voxel_chunks(flat.shape[1], layout.n_channels, FIT_CHUNK_ELEMENTS):
-        probabilities = checked_chunk(path, flat, chunk, layout.softmax)
+        probabilities = valid_probabilities(path, flat[:, chunk], softmax=layout.softmax)
         labels = reference.labels[chunk]
         if reference.roi is not None:
             keep = reference.roi[chunk]
@@ -118,7 +118,7 @@ def fit_case(task: FitTask) -> CaseFit:
     """Read one case (reference, ROI, probabilities; all checked) and sum its statistics at `task.thetas`.
 
     Raises:
-        ReportError: as the report, for any file of the case.
+        InputError: as `cases.prepare_case`, for any file of the case.
     """
     return _finish(task, _prepare(task))
 
@@ -204,31 +204,32 @@ def fit_calibrator(
         The calibrator, with its fit summary.
 
     Raises:
-        ReportError: any bad input, or a fit that cannot give a calibrator, in one line.
+        InputError: any bad input, or a fit that cannot give a calibrator, in one line.
     """
     if method not in METHODS:
-        raise ReportError(f"--method: expected one of {', '.join(METHODS)}, but got {method!r}")
+        raise InputError(f"--method: expected one of {', '.join(METHODS)}, but got {method!r}")
     if not pred_folders:
-        raise ReportError("VAL_PRED_FOLDER: give at least one folder of validation predictions")
-    options = check_options(20, roi, num_processes, bootstrap=0)
+        raise InputError("VAL_PRED_FOLDER: give at least one folder of validation predictions")
+    check_processes(num_processes)
+    roi = check_roi(roi)
     dataset = load_dataset_json(dataset_json)
     layout = dataset.layout
     cases = collect_pooled_cases(
         gt_folder,
         list(pred_folders),
         dataset.file_ending,
-        mask_folder=options.roi.folder if options.roi.kind == "mask" else None,
+        mask_folder=roi.folder if roi.kind == "mask" else None,
     )
     reader_class = reader_for(dataset, cases[0].reference)
-    tasks = [CaseTask(files, reader_class, layout, options) for files in cases]
+    tasks = [CaseTask(files, reader_class, layout, roi) for files in cases]
     parameters = Parameters(method, layout.n_channels, layout.softmax)
-    processes = min(options.num_processes, len(tasks))
+    processes = min(num_processes, len(tasks))
     with WorkerPool(processes) as pool:
         passes = _Passes(tasks, parameters, pool if processes > 1 else None, progress)
         try:
             result = minimise(passes, parameters, on_pass=_report_pass(progress))
         except FitError as error:
-            raise ReportError(f"{', '.join(map(str, pred_folders))}: {error}") from None
+            raise InputError(f"{', '.join(map(str, pred_folders))}: {error}") from None
     scale, bias = parameters.scale_bias(result.theta)
     summary = FitSummary(
         cases=len(tasks),
@@ -238,7 +239,7 @@ def fit_calibrator(
         passes=result.passes,
         newton_decrement=result.decrement,
         saturated_fraction=passes.saturated / max(passes.values, 1),
-        roi=str(options.roi),
+        roi=str(roi),
         folders=tuple(str(Path(folder)) for folder in pred_folders),
         at_bound=parameters.at_bound(result.theta),
     )

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import math
 import re
-import shutil
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
@@ -29,6 +27,7 @@ import SimpleITK as sitk
 from nnunetv2.dataset_conversion.generate_dataset_json import generate_dataset_json
 from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
 
+from nnunet_surgery.cases.staging import staging_folder
 from nnunet_surgery.synthetic.cases import generate_case
 from nnunet_surgery.synthetic.probability import class_probabilities
 
@@ -300,21 +299,6 @@ def generate_dataset(
     if folder.exists() and not overwrite:
         raise FileExistsError(f"{folder} already exists; pass overwrite=True to replace it")
 
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".partial", dir=raw_root))
-    try:
+    with staging_folder(folder) as staging:
         _build(staging, dataset_name=folder.name, spec=spec)
-        if not folder.exists():
-            staging.rename(folder)
-            return folder
-        retired = staging.with_suffix(".old")
-        folder.rename(retired)
-        try:
-            staging.rename(folder)
-        except BaseException:
-            retired.rename(folder)
-            raise
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    shutil.rmtree(retired)
     return folder

@@ -1,9 +1,9 @@
-"""The bench/ scripts under test, loaded as modules (bench/ is no package; its scripts import `_common`
-from their folder)."""
+"""The bench/ scripts under test, imported as modules by their own names (bench/ is no package; its
+scripts import `_common` and each other from their folder)."""
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,29 +15,32 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 
 def _bench_module(name: str) -> Iterator[ModuleType]:
-    """Load bench/NAME.py as `bench_NAME`, yield it, and unregister it afterwards."""
+    """Import bench/NAME.py (and the bench modules it imports), yield it, and unregister those afterwards."""
+    before = set(sys.modules)
     sys.path.insert(0, str(BENCH))
     try:
-        spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module  # dataclasses look their module up there
-        spec.loader.exec_module(module)
+        module = importlib.import_module(name)
     finally:
         sys.path.remove(str(BENCH))
     yield module
-    sys.modules.pop(spec.name, None)
+    for loaded in set(sys.modules) - before:
+        if Path(getattr(sys.modules[loaded], "__file__", None) or "/").parent == BENCH:
+            sys.modules.pop(loaded, None)
 
 
-@pytest.fixture(scope="module")
-def fidelity() -> Iterator[ModuleType]:
-    yield from _bench_module("fidelity")
+def _fixture(name: str):
+    """A module-scoped fixture `name`: bench/NAME.py imported."""
+
+    @pytest.fixture(scope="module", name=name)
+    def bench_module() -> Iterator[ModuleType]:
+        yield from _bench_module(name)
+
+    return bench_module
 
 
-@pytest.fixture(scope="module")
-def fixed_point() -> Iterator[ModuleType]:
-    yield from _bench_module("fixed_point")
-
-
-@pytest.fixture(scope="module")
-def dice_pull() -> Iterator[ModuleType]:
-    yield from _bench_module("dice_pull")
+fidelity = _fixture("fidelity")
+fidelity_analysis = _fixture("fidelity_analysis")
+fidelity_tables = _fixture("fidelity_tables")
+fidelity_grid = _fixture("fidelity_grid")
+fixed_point = _fixture("fixed_point")
+dice_pull = _fixture("dice_pull")

@@ -90,7 +90,7 @@ def calibration_json(models: tuple[str, ...], seed: int) -> dict:
 
 
 @pytest.fixture(scope="module")
-def seeds(fidelity, tmp_path_factory):
+def seeds(fidelity_analysis, tmp_path_factory):
     """SeedResults of the three seeds, each read from one calibration.json per run."""
     root = tmp_path_factory.mktemp("fidelity")
     results = []
@@ -100,12 +100,12 @@ def seeds(fidelity, tmp_path_factory):
             path = root / f"seed_{seed}" / trainer / "report" / "calibration.json"
             path.parent.mkdir(parents=True)
             path.write_text(json.dumps(calibration_json(models, seed)))
-            parts.append(fidelity.load_calibration(path))
-        results.append(fidelity.merge_seed("organs", seed, parts))
+            parts.append(fidelity_analysis.load_calibration(path))
+        results.append(fidelity_analysis.merge_seed("organs", seed, parts))
     return results
 
 
-def test_extracts_every_metric_of_every_model_and_label(fidelity, seeds) -> None:
+def test_extracts_every_metric_of_every_model_and_label(fidelity_analysis, seeds) -> None:
     for result in seeds:
         assert set(result.models) == set(MODELS)
         for model in MODELS:
@@ -115,42 +115,42 @@ def test_extracts_every_metric_of_every_model_and_label(fidelity, seeds) -> None
                     assert getattr(got, metric) == value(model, label, metric, result.seed)
 
 
-def test_missing_truth_is_nan_and_malformed_json_is_a_value_error(fidelity, tmp_path) -> None:
+def test_missing_truth_is_nan_and_malformed_json_is_a_value_error(fidelity_analysis, tmp_path) -> None:
     data = calibration_json(("SurgeryTrainer",), 0)
     del data["models"]["SurgeryTrainer"]["labels"]["organ"]["truth"]
-    organ = fidelity.parse_calibration(data)["SurgeryTrainer"]["organ"]
+    organ = fidelity_analysis.parse_calibration(data)["SurgeryTrainer"]["organ"]
     assert math.isnan(organ.ece_truth) and math.isnan(organ.mae_truth) and organ.nll == 0.10
     data["label_names"] = ["organ", "lesion"]  # the report writes its JSON with sorted keys
     data["models"]["SurgeryTrainer"]["labels"] = dict(
         sorted(data["models"]["SurgeryTrainer"]["labels"].items())
     )
-    assert list(fidelity.parse_calibration(data)["SurgeryTrainer"]) == ["organ", "lesion"]
+    assert list(fidelity_analysis.parse_calibration(data)["SurgeryTrainer"]) == ["organ", "lesion"]
     with pytest.raises(ValueError, match="pooled"):
-        fidelity.parse_calibration({"models": {"m": {"labels": {"organ": {}}}}})
+        fidelity_analysis.parse_calibration({"models": {"m": {"labels": {"organ": {}}}}})
     (tmp_path / "bad.json").write_text("{")
     with pytest.raises(ValueError, match="cannot read"):
-        fidelity.load_calibration(tmp_path / "bad.json")
+        fidelity_analysis.load_calibration(tmp_path / "bad.json")
 
 
-def test_mean_std_matches_numpy_with_ddof_1(fidelity, seeds) -> None:
+def test_mean_std_matches_numpy_with_ddof_1(fidelity_analysis, seeds) -> None:
     for model in MODELS:
-        for metric, _ in fidelity.METRICS:
+        for metric, _ in fidelity_analysis.METRICS:
             values = [value(model, "organ", metric, s) for s in SEEDS]
-            stat = fidelity.metric_stat(seeds, model, "organ", metric)
+            stat = fidelity_analysis.metric_stat(seeds, model, "organ", metric)
             assert stat.n == 3
             assert stat.mean == pytest.approx(np.mean(values), abs=1e-12)
             assert stat.std == pytest.approx(np.std(values, ddof=1), abs=1e-12)
-    one = fidelity.metric_stat(seeds[:1], "SurgeryTrainer", "organ", "nll")
+    one = fidelity_analysis.metric_stat(seeds[:1], "SurgeryTrainer", "organ", "nll")
     assert (one.n, one.mean, math.isnan(one.std), one.format()) == (1, 0.10, True, "0.1000")
-    assert fidelity.mean_std([1.0, math.nan, 3.0]).n == 2
-    assert fidelity.mean_std([]).format() == "—"
+    assert fidelity_analysis.mean_std([1.0, math.nan, 3.0]).n == 2
+    assert fidelity_analysis.mean_std([]).format() == "—"
 
 
-def test_ratio_spread_is_over_the_per_seed_ratios(fidelity, seeds) -> None:
-    pair = fidelity.PAIRS[0]
+def test_ratio_spread_is_over_the_per_seed_ratios(fidelity_analysis, seeds) -> None:
+    pair = fidelity_analysis.PAIRS[0]
     assert (pair.surgical, pair.base) == ("SurgeryTrainer", "nnUNetTrainer")
-    stats = fidelity.ratio_stats(seeds, pair, "organ")
-    for metric in fidelity.RATIO_METRICS:
+    stats = fidelity_analysis.ratio_stats(seeds, pair, "organ")
+    for metric in fidelity_analysis.RATIO_METRICS:
         ratios = [
             value("SurgeryTrainer", "organ", metric, s) / value("nnUNetTrainer", "organ", metric, s)
             for s in SEEDS
@@ -163,16 +163,16 @@ def test_ratio_spread_is_over_the_per_seed_ratios(fidelity, seeds) -> None:
     ]
     assert stats["dice"].mean == pytest.approx(np.mean(points)) == pytest.approx(-0.5)
     assert stats["dice"].std == pytest.approx(np.std(points, ddof=1), abs=1e-9)
-    temperature = fidelity.ratio_stats(seeds, fidelity.PAIRS[3], "organ")["nll"]
+    temperature = fidelity_analysis.ratio_stats(seeds, fidelity_analysis.PAIRS[3], "organ")["nll"]
     assert temperature.mean == pytest.approx(np.mean([0.10 / 0.20, 0.12 / 0.22, 0.11 / 0.24]))
 
 
-def outcomes(fidelity, seeds, label: str) -> dict[tuple[str, str], str]:
-    return {(v.pair.surgical, v.target): v.outcome for v in fidelity.verdicts(seeds, label)}
+def outcomes(fidelity_analysis, seeds, label: str) -> dict[tuple[str, str], str]:
+    return {(v.pair.surgical, v.target): v.outcome for v in fidelity_analysis.verdicts(seeds, label)}
 
 
-def test_verdicts_met_on_organ(fidelity, seeds) -> None:
-    got = outcomes(fidelity, seeds, "organ")
+def test_verdicts_met_on_organ(fidelity_analysis, seeds) -> None:
+    got = outcomes(fidelity_analysis, seeds, "organ")
     for surgical in ("SurgeryTrainer", "SurgeryTrainerDice"):
         assert got[surgical, "ECE vs p* lower by more than the spread"] == "met"
         assert got[surgical, "NLL lower by more than the spread"] == "met"
@@ -182,8 +182,8 @@ def test_verdicts_met_on_organ(fidelity, seeds) -> None:
     assert ("SurgeryTrainer", "NLL ratio base/surgical >= 3") not in got  # the Dice pair's target only
 
 
-def test_verdicts_missed_on_lesion(fidelity, seeds) -> None:
-    got = outcomes(fidelity, seeds, "lesion")
+def test_verdicts_missed_on_lesion(fidelity_analysis, seeds) -> None:
+    got = outcomes(fidelity_analysis, seeds, "lesion")
     # NLL differences base - surgical 0.10, -0.06, 0.07: mean 0.037 < their std 0.085
     diffs = np.array([0.30, 0.34, 0.32]) - np.array([0.20, 0.40, 0.25])
     assert diffs.mean() < diffs.std(ddof=1)
@@ -196,15 +196,15 @@ def test_verdicts_missed_on_lesion(fidelity, seeds) -> None:
     assert got["SurgeryTrainerDice", "NLL lower by more than the spread"] == "met"
 
 
-def test_spread_verdicts_need_three_seeds_and_absent_pairs_are_na(fidelity, seeds) -> None:
-    got = outcomes(fidelity, seeds[:2], "organ")
+def test_spread_verdicts_need_three_seeds_and_absent_pairs_are_na(fidelity_analysis, seeds) -> None:
+    got = outcomes(fidelity_analysis, seeds[:2], "organ")
     assert got["SurgeryTrainer", "NLL lower by more than the spread"] == "n/a (2 seeds)"
     assert got["SurgeryTrainer", "ECE vs p* lower by more than the spread"] == "n/a (2 seeds)"
     assert got["SurgeryTrainer", "DSC within 1.5 points"] == "met"  # the mean needs one seed
-    assert outcomes(fidelity, seeds[:1], "organ")["SurgeryTrainer", "NLL lower by more than the spread"] == (
-        "n/a (1 seed)"
-    )
-    full = outcomes(fidelity, seeds, "organ")
+    assert outcomes(fidelity_analysis, seeds[:1], "organ")[
+        "SurgeryTrainer", "NLL lower by more than the spread"
+    ] == ("n/a (1 seed)")
+    full = outcomes(fidelity_analysis, seeds, "organ")
     for target in (
         "ECE vs p* lower by more than the spread",
         "NLL lower by more than the spread",
@@ -213,8 +213,8 @@ def test_spread_verdicts_need_three_seeds_and_absent_pairs_are_na(fidelity, seed
         assert full["SurgeryTrainerTversky", target] == "n/a (0 seeds)"  # not in the fake grid
 
 
-def test_markdown_has_the_formatted_cells(fidelity, seeds) -> None:
-    text = fidelity.render_markdown("Fidelity: organs (2D)", seeds, MODELS, ["Schedule: test"])
+def test_markdown_has_the_formatted_cells(fidelity_tables, seeds) -> None:
+    text = fidelity_tables.render_markdown("Fidelity: organs (2D)", seeds, MODELS, ["Schedule: test"])
     assert text.startswith("# Fidelity: organs (2D)\n")
     assert "## organ" in text and "## lesion" in text
     organ = text.split("## organ")[1].split("## lesion")[0]
@@ -242,42 +242,42 @@ def test_markdown_has_the_formatted_cells(fidelity, seeds) -> None:
     assert "| SurgeryTrainer vs nnUNetTrainer | DSC within 1.5 points | -0.50 points | 3 | met |" in organ
     lesion = text.split("## lesion")[1]
     assert "| SurgeryTrainer vs nnUNetTrainer | DSC within 1.5 points | -3.00 points | 3 | MISSED |" in lesion
-    one = fidelity.render_markdown("t", seeds[:1], MODELS)
+    one = fidelity_tables.render_markdown("t", seeds[:1], MODELS)
     assert "| nnUNetTrainer | 0.3000 | 0.0110 |" in one  # one seed: the mean alone
 
 
-def test_paper_order_interleaves_the_pairs(fidelity) -> None:
+def test_paper_order_interleaves_the_pairs(fidelity_grid) -> None:
     registry = (
         "nnUNetTrainer", "SurgeryTrainer", "SurgeryTrainerDice", "SurgeryTrainerTversky", "BaselineTrainerDice",
         "BaselineTrainerTversky", "BaselineTrainerDicePlusPlus", "BaselineTrainerDiceML1ACE", "BaselineTrainerCE",
     )  # fmt: skip
-    assert fidelity.paper_order(registry) == [
+    assert fidelity_grid.paper_order(registry) == [
         "nnUNetTrainer", "SurgeryTrainer", "BaselineTrainerDice", "SurgeryTrainerDice", "BaselineTrainerTversky",
         "SurgeryTrainerTversky", "BaselineTrainerDicePlusPlus", "BaselineTrainerDiceML1ACE", "BaselineTrainerCE",
     ]  # fmt: skip
-    assert fidelity.grid_models(["SurgeryTrainer", "nnUNetTrainer"]) == [
+    assert fidelity_grid.grid_models(["SurgeryTrainer", "nnUNetTrainer"]) == [
         "SurgeryTrainer", "nnUNetTrainer", "nnUNetTrainer+temperature",
     ]  # fmt: skip
 
 
-def test_pairs_name_registered_trainers_and_targets_only_the_three_base_losses(fidelity) -> None:
+def test_pairs_name_registered_trainers_and_targets_only_the_three_base_losses(fidelity_analysis) -> None:
     from nnunet_surgery.demo import demo_trainers
 
     registered = set(demo_trainers())
-    for pair in fidelity.PAIRS:
+    for pair in fidelity_analysis.PAIRS:
         assert pair.surgical in registered, pair.name
         assert pair.base.split("+")[0] in registered, pair.name
-    assert [pair.name for pair in fidelity.PAIRS if pair.target] == [
+    assert [pair.name for pair in fidelity_analysis.PAIRS if pair.target] == [
         "SurgeryTrainer vs nnUNetTrainer",
         "SurgeryTrainerDice vs BaselineTrainerDice",
         "SurgeryTrainerTversky vs BaselineTrainerTversky",
     ]
     # every baseline of the grid is compared with a surgical trainer
-    compared = {pair.base.split("+")[0] for pair in fidelity.PAIRS}
+    compared = {pair.base.split("+")[0] for pair in fidelity_analysis.PAIRS}
     assert registered - compared == {name for name in registered if name.startswith("Surgery")}
 
 
-def test_results_after_a_partial_run_cover_every_trainer_and_seed_folder(fidelity, tmp_path) -> None:
+def test_results_after_a_partial_run_cover_every_trainer_and_seed_folder(fidelity_grid, tmp_path) -> None:
     import argparse
 
     for seed in (0, 3):
@@ -288,11 +288,20 @@ def test_results_after_a_partial_run_cover_every_trainer_and_seed_folder(fidelit
         out=tmp_path, datasets=["organs"], three_d=False, seeds=[1], trainers=["SurgeryTrainer"], epochs=2
     )
     registered = ["SurgeryTrainer", "nnUNetTrainer", "BaselineTrainerCE"]
-    wide = fidelity.whole_grid(args, registered)
+    wide = fidelity_grid.whole_grid(args, registered)
     assert wide.seeds == [0, 1, 3]
     assert wide.trainers == ["nnUNetTrainer", "SurgeryTrainer", "BaselineTrainerCE"]
     assert (wide.out, wide.datasets, wide.epochs) == (tmp_path, ["organs"], 2)
     assert args.seeds == [1] and args.trainers == ["SurgeryTrainer"]  # the caller's args untouched
-    assert fidelity.whole_grid(
+    assert fidelity_grid.whole_grid(
         argparse.Namespace(**{**vars(args), "three_d": True, "datasets": ["regions"]}), registered
     ).seeds == [1, 5]
+
+
+def test_the_command_line_refuses_an_unknown_dataset_in_one_line(fidelity, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        fidelity.parse_args(["--out", "runs", "--datasets", "organs", "brains"])
+    error = capsys.readouterr().err
+    assert (
+        exit_info.value.code == 2 and error.count("\n") == 1 and "--datasets" in error and "brains" in error
+    )

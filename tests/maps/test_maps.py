@@ -321,3 +321,21 @@ def test_nibabel_readers_round_trip(tmp_path, reader):
     np.testing.assert_allclose(nibabel.load(str(written)).affine, affine, atol=1e-6)
     # read back as nnU-Net reads the reference: the npz channel, voxel for voxel
     np.testing.assert_allclose(io.read_images((str(written),))[0][0], arrays["case"][0, 1], rtol=1e-7)
+
+
+def test_the_reference_positional_as_in_report_or_as_the_earlier_ref_option(tmp_path, capsys):
+    """`maps GT_FOLDER PRED_FOLDER...` writes what `maps PRED_FOLDER... -ref GT_FOLDER` wrote, file for file;
+    the reference alone, without a prediction folder, is a one-line error."""
+    gt, folders, _, dataset_json = _two_cases(tmp_path, members=2)
+    dataset = str(dataset_json)
+    positional, option = tmp_path / "positional", tmp_path / "option"
+    assert _maps(str(gt), *map(str, folders), "-djfile", dataset, "--output", str(positional)) == 0
+    assert _maps(*map(str, folders), "-ref", str(gt), "-djfile", dataset, "-o", str(option)) == 0
+    written = sorted(p.relative_to(positional) for p in positional.rglob("*.nii.gz"))
+    assert written and written == sorted(p.relative_to(option) for p in option.rglob("*.nii.gz"))
+    for path in written:
+        np.testing.assert_array_equal(_read(positional / path)[1], _read(option / path)[1])
+    capsys.readouterr()
+    assert _maps(str(gt), "-djfile", dataset, "-o", str(tmp_path / "none")) == 2
+    _one_line(capsys, "PRED_FOLDER", "at least one prediction folder")
+    assert not (tmp_path / "none").exists()

@@ -1,23 +1,20 @@
-"""Run `nnunet-surgery report` through its command module, as the console script dispatches to it, or in a
-fresh interpreter that also reports its peak memory."""
+"""Run `nnunet-surgery report` as the console script does (`cli.main`, which turns the one input error into
+exit status 2), in this process or in a fresh interpreter that also reports its peak memory."""
 
 from __future__ import annotations
 
-import argparse
 import subprocess
 import sys
 from pathlib import Path
 
-from nnunet_surgery.commands import report as command
+from nnunet_surgery.cli import main
 
 
 def run_report_command(folders, out: Path, *extra: str, preds: list[Path] | None = None) -> int:
     """`nnunet-surgery report GT PRED... -djfile DATASET_JSON -o OUT *extra` on a built `Folders`; the exit code."""
-    parser = argparse.ArgumentParser(prog="nnunet-surgery report")
-    command.add_arguments(parser)
     preds = folders.preds if preds is None else preds
     arguments = [str(folders.gt), *map(str, preds), "-djfile", str(folders.dataset_json), "-o", str(out)]
-    return command.run(parser.parse_args([*arguments, *extra]))
+    return main(["report", *arguments, *extra])
 
 
 def run_report_process(folders, out: Path, *extra: str) -> tuple[int, str, int]:

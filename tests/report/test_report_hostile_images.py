@@ -17,8 +17,9 @@ import SimpleITK as sitk
 from report_cli import run_report_process
 from report_images import write_image
 
+from nnunet_surgery.cases import check_label_image, read_label_image
+from nnunet_surgery.cases.npz import MAX_ELEMENTS, READ_CHUNK
 from nnunet_surgery.report import ReportError
-from nnunet_surgery.report.inputs.reading import MAX_ELEMENTS, READ_CHUNK, check_label_image, read_label_image
 
 PREFIX = "nnunet-surgery report: error: "
 # peak memory a hostile file may add over a valid case: one read chunk plus gzip and interpreter slack

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from report_cli import run_report_process
 
+from nnunet_surgery.cases import load_probabilities
+from nnunet_surgery.cases.npz import MAX_ELEMENTS, READ_CHUNK
 from nnunet_surgery.report import ReportError
-from nnunet_surgery.report.inputs import load_probabilities
-from nnunet_surgery.report.inputs.reading import MAX_ELEMENTS, READ_CHUNK
 
 PREFIX = "nnunet-surgery report: error: "
 # peak memory a hostile file may add over a valid case: one read chunk plus zip and interpreter slack

@@ -17,7 +17,7 @@ from nnunet_surgery.calibration import label_stats
 from nnunet_surgery.calibration.bootstrap import case_weights, percentile_interval
 from nnunet_surgery.report import build_report
 from nnunet_surgery.report.scoring.intervals import resample_label
-from nnunet_surgery.report.scoring.metrics import LabelScores
+from nnunet_surgery.report.scoring.scores import LabelScores
 
 N_BINS = 4
 # probabilities on a grid inside (0.1, 0.9), none on a bin edge; the model's true frequency is

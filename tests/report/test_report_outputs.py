@@ -12,9 +12,9 @@ import sys
 import pytest
 from report_cli import run_report_command
 
+from nnunet_surgery.cases import model_names
 from nnunet_surgery.commands import report as command
 from nnunet_surgery.report import build_report, generate_report
-from nnunet_surgery.report.inputs import model_names
 from nnunet_surgery.report.outputs import markdown_report
 
 

@@ -1,16 +1,26 @@
-"""The report's options, checked once where they enter (`check_options`) and passed on as one object."""
+"""The report's options, checked once where they enter (`check_options`), and kept apart by who needs them:
+the ROI goes with each case's reading (`cases.CaseTask`), the scoring options with each case's scoring,
+the run's options stay with the aggregator and the pool."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal, get_args
 
 from nnunet_surgery.calibration import check_n_bins
 from nnunet_surgery.calibration.bootstrap import DEFAULT_RESAMPLES
-from nnunet_surgery.report.errors import ReportError
-from nnunet_surgery.report.inputs.roi import RoiSpec, parse_roi
+from nnunet_surgery.cases import InputError, RoiSpec, check_count, check_processes, check_roi
 
-__all__ = ["PRESETS", "Preset", "ReportOptions", "check_options"]
+__all__ = [
+    "PRESETS",
+    "Preset",
+    "ReportOptions",
+    "RunOptions",
+    "ScoringOptions",
+    "check_gallery",
+    "check_options",
+]
 
 Preset = Literal["monai"]
 #: `--preset` values: other tools' conventions the report computes beside its own.
@@ -18,31 +28,47 @@ PRESETS: tuple[str, ...] = get_args(Preset)
 
 
 @dataclass(frozen=True)
-class ReportOptions:
-    """How the cases are scored; every field is valid (build it with `check_options`).
+class ScoringOptions:
+    """How each case is scored: sent with every case to the worker that scores it.
 
     Attributes:
         n_bins: number of equal-width confidence bins (`--bins`).
-        roi: voxels scored by the calibration metrics (`--roi`).
-        num_processes: worker processes (`-np`; 1 scores in this process).
-        bootstrap: case-level bootstrap resamples for the 95% intervals (`--bootstrap`; 0: none).
-        seed: seed of the bootstrap (`--bootstrap-seed`).
         preset: another tool's conventions to compute as well (`--preset`): "monai" adds MONAI's
             per-image `CalibrationErrorMetric` ECE (docs/calibration.md#estimator-variants).
     """
 
     n_bins: int = 20
-    roi: RoiSpec = field(default_factory=RoiSpec)
-    num_processes: int = 1
-    bootstrap: int = DEFAULT_RESAMPLES
-    seed: int = 0
     preset: Preset | None = None
 
 
-def _check_count(name: str, value: object, minimum: int, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ReportError(f"{name}: {what} must be an integer >= {minimum}, but got {value!r}")
-    return value
+@dataclass(frozen=True)
+class RunOptions:
+    """How the run goes: read by the pool and the aggregator, never sent to a worker.
+
+    Attributes:
+        num_processes: worker processes (`-np`; 1 scores in this process).
+        bootstrap: case-level bootstrap resamples for the 95% intervals (`--bootstrap`; 0: none).
+        seed: seed of the bootstrap (`--bootstrap-seed`).
+    """
+
+    num_processes: int = 1
+    bootstrap: int = DEFAULT_RESAMPLES
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    """Every option of a report, valid (build it with `check_options`).
+
+    Attributes:
+        roi: voxels scored by the calibration metrics (`--roi`): read with each case.
+        scoring: how each case is scored.
+        run: how the run goes.
+    """
+
+    roi: RoiSpec = field(default_factory=RoiSpec)
+    scoring: ScoringOptions = field(default_factory=ScoringOptions)
+    run: RunOptions = field(default_factory=RunOptions)
 
 
 def check_options(
@@ -56,25 +82,32 @@ def check_options(
     """Check the options as given on the command line or to `generate_report`.
 
     Raises:
-        ReportError: naming the option (`--bins`, `--roi`, `-np`, `--bootstrap`, `--bootstrap-seed`,
+        InputError: naming the option (`--bins`, `--roi`, `-np`, `--bootstrap`, `--bootstrap-seed`,
             `--preset`) and what was expected.
     """
     try:
         n_bins = check_n_bins(n_bins)
     except ValueError as error:
-        raise ReportError(f"--bins: {error}") from None
-    _check_count("-np", num_processes, 1, "the number of processes")
-    _check_count("--bootstrap", bootstrap, 0, "the number of resamples")
-    _check_count("--bootstrap-seed", seed, 0, "the seed")
-    if isinstance(roi, str):
-        try:
-            roi = parse_roi(roi)
-        except ValueError as error:
-            raise ReportError(f"--roi: {error}") from None
-    if not isinstance(roi, RoiSpec):
-        raise ReportError(f"--roi: expected all, band:D, mask:FOLDER or a RoiSpec, but got {roi!r}")
+        raise InputError(f"--bins: {error}") from None
+    check_processes(num_processes)
+    check_count("--bootstrap", bootstrap, 0, "the number of resamples")
+    check_count("--bootstrap-seed", seed, 0, "the seed")
+    roi = check_roi(roi)
     if preset is not None and preset not in PRESETS:
-        raise ReportError(f"--preset: expected one of {', '.join(PRESETS)}, but got {preset!r}")
+        raise InputError(f"--preset: expected one of {', '.join(PRESETS)}, but got {preset!r}")
     return ReportOptions(
-        n_bins=n_bins, roi=roi, num_processes=num_processes, bootstrap=bootstrap, seed=seed, preset=preset
+        roi=roi, scoring=ScoringOptions(n_bins, preset), run=RunOptions(num_processes, bootstrap, seed)
     )
+
+
+def check_gallery(images_folder: str | Path | None, gallery: int) -> None:
+    """Check `--gallery K` and `--images IMAGES_FOLDER` together.
+
+    Raises:
+        InputError: K not an integer >= 0, K > 0 without images, or an images folder that is not one.
+    """
+    check_count("--gallery", gallery, 0, "the number of cases")
+    if gallery and images_folder is None:
+        raise InputError("--gallery: needs --images IMAGES_FOLDER (the images CASE_0000{file_ending} shown)")
+    if images_folder is not None and not Path(images_folder).is_dir():
+        raise InputError(f"{images_folder}: --images folder does not exist or is not a folder")

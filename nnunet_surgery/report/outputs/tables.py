@@ -19,7 +19,7 @@ from nnunet_surgery.report.scoring import (
     TruthMetrics,
     VariantMetrics,
 )
-from nnunet_surgery.report.scoring.metrics import HIGHER_IS_BETTER, field_names
+from nnunet_surgery.report.scoring.scores import HIGHER_IS_BETTER, field_names
 
 __all__ = ["CSV_COLUMNS", "comparison_report", "markdown_report", "write_csv", "write_markdown"]
 

@@ -1,4 +1,5 @@
-"""Writing the report atomically: everything goes to a temporary folder beside OUT_DIR, then is moved in.
+"""Writing the report atomically: everything goes to a staging folder beside OUT_DIR, then is moved in;
+and reading back the calibration.json it wrote (`read_report_json`), for whoever uses a finished report.
 
 A failure before the move leaves no trace; an OUT_DIR holding an older report is refused unless
 `overwrite` is given, in which case the old report's files (stale diagrams included) are replaced.
@@ -9,19 +10,25 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
-from nnunet_surgery.files import check_writable, default_dir_mode
-from nnunet_surgery.report.errors import ReportError
+from nnunet_surgery.cases import InputError, read_json
+from nnunet_surgery.cases.staging import check_writable, move_folder_into_place, staging_folder
 from nnunet_surgery.report.outputs.calibration_json import report_json
-from nnunet_surgery.report.outputs.gallery import GALLERY_FOLDER, write_case_ece_plots, write_gallery
+from nnunet_surgery.report.outputs.gallery_plots import GALLERY_FOLDER, write_case_ece_plots, write_gallery
 from nnunet_surgery.report.outputs.plots import write_reliability_diagrams
 from nnunet_surgery.report.outputs.tables import comparison_report, write_csv, write_markdown
 from nnunet_surgery.report.scoring import CalibrationReport
-from nnunet_surgery.report.scoring.gallery import GalleryCase
+from nnunet_surgery.report.scoring.gallery_choice import GalleryCase
 
-__all__ = ["JSON_NAME", "check_out_dir", "is_report_file", "write_report", "write_report_files"]
+__all__ = [
+    "JSON_NAME",
+    "check_out_dir",
+    "is_report_file",
+    "read_report_json",
+    "write_report",
+    "write_report_files",
+]
 
 JSON_NAME = "calibration.json"
 _TABLE_NAMES = ("calibration.csv", "calibration.md", "comparison.md")
@@ -42,16 +49,16 @@ def check_out_dir(out_dir: str | Path, overwrite: bool) -> None:
     `overwrite` is False.
 
     Raises:
-        ReportError: naming OUT_DIR and the problem.
+        InputError: naming OUT_DIR and the problem.
     """
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
-        raise ReportError(f"{out_dir}: OUT_DIR exists and is not a folder")
+        raise InputError(f"{out_dir}: OUT_DIR exists and is not a folder")
     check_writable(out_dir)
     if out_dir.is_dir() and not overwrite:
         old = sorted(entry.name for entry in out_dir.iterdir() if is_report_file(entry.name))
         if old:
-            raise ReportError(
+            raise InputError(
                 f"{out_dir}: OUT_DIR holds an older report ({old[0]}); pass --overwrite to replace it"
             )
 
@@ -83,38 +90,61 @@ def write_report(
     overwrite: bool = False,
     gallery: tuple[GalleryCase, ...] = (),
 ) -> Path:
-    """Write all report files into OUT_DIR atomically.
+    """Write all report files into OUT_DIR atomically (`staging_folder`, placed by `_place`).
 
     Returns:
         OUT_DIR.
+
+    Raises:
+        InputError: OUT_DIR is refused (`check_out_dir`) or cannot be written.
     """
     out_dir = Path(out_dir).absolute()
     check_out_dir(out_dir, overwrite)
+
+    def place(staging: Path, target: Path) -> None:
+        _place(staging, target, overwrite)
+
     try:
-        return _write(out_dir, report, overwrite, gallery)
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        with staging_folder(out_dir, place) as staging:
+            write_report_files(staging, report, gallery)
     except OSError as error:  # a full disk, a folder made read-only meanwhile
-        raise ReportError(f"{out_dir}: cannot write the report ({error.strerror or error})") from None
+        raise InputError(f"{out_dir}: cannot write the report ({error.strerror or error})") from None
+    return out_dir
 
 
-def _write(
-    out_dir: Path, report: CalibrationReport, overwrite: bool, gallery: tuple[GalleryCase, ...]
-) -> Path:
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
-    try:
-        write_report_files(staging, report, gallery)
-        if not out_dir.exists():
-            staging.chmod(default_dir_mode())
-            os.rename(staging, out_dir)
-            return out_dir
-        check_out_dir(out_dir, overwrite)
-        new = sorted(staging.iterdir(), key=lambda entry: entry.name == JSON_NAME)  # calibration.json last
-        for old in out_dir.iterdir():
-            if is_report_file(old.name) and (old.is_dir() or not (staging / old.name).exists()):
-                shutil.rmtree(old) if old.is_dir() else old.unlink()
-        for entry in new:
-            os.replace(entry, out_dir / entry.name)
-        return out_dir
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+def _place(staging: Path, out_dir: Path, overwrite: bool) -> None:
+    """Put the finished report in place: the whole folder where OUT_DIR does not exist yet; else its files
+    into OUT_DIR (calibration.json last), the older report's files that it does not replace removed and
+    every other file of OUT_DIR kept."""
+    if not out_dir.exists():
+        move_folder_into_place(staging, out_dir)
+        return
+    check_out_dir(out_dir, overwrite)
+    new = sorted(staging.iterdir(), key=lambda entry: entry.name == JSON_NAME)  # calibration.json last
+    for old in out_dir.iterdir():
+        if is_report_file(old.name) and (old.is_dir() or not (staging / old.name).exists()):
+            shutil.rmtree(old) if old.is_dir() else old.unlink()
+    for entry in new:
+        os.replace(entry, out_dir / entry.name)
+
+
+def read_report_json(path: str | Path) -> dict:
+    """The calibration.json a report wrote, as `write_report_files` wrote it.
+
+    Args:
+        path: the calibration.json file, or the report folder holding it.
+
+    Raises:
+        InputError: the file cannot be read, is not JSON, or is not a report's (a JSON object with
+            `model_order`, `label_names` and `models`), naming it.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / JSON_NAME
+    content = read_json(path, "the report")
+    if not isinstance(content, dict) or not {"model_order", "label_names", "models"} <= content.keys():
+        raise InputError(
+            f"{path}: not a calibration.json of nnunet-surgery report (expected model_order, label_names, models)"
+        )
+    return content

@@ -1,13 +1,16 @@
-"""Stage 2 of the report, scoring: the pure per-case function (`case.score_case`: files -> sufficient
-statistics), the aggregator over a process pool (`aggregate.score_report`: statistics -> the typed
-`CalibrationReport`), and the typed metrics and report objects the outputs render.
+"""Stage 2 of the report, scoring: the pure per-case function (`case.score_case`: a case read through the
+case layer -> sufficient statistics), the aggregator over a process pool (`aggregate.score_report`:
+statistics -> the typed `CalibrationReport`), the typed scores and report the outputs render, and the
+gallery's choice of cases (`gallery_choice.select_gallery`, a pure function of the report).
 """
 
 from __future__ import annotations
 
+from nnunet_surgery.report.inputs import Sources
 from nnunet_surgery.report.scoring.aggregate import score_report
-from nnunet_surgery.report.scoring.case import CaseStats, CaseTask, ModelCaseStats, score_case
-from nnunet_surgery.report.scoring.metrics import (
+from nnunet_surgery.report.scoring.case import CaseStats, ModelCaseStats, ScoreTask, score_case
+from nnunet_surgery.report.scoring.gallery_choice import GalleryCase, GallerySelection, select_gallery
+from nnunet_surgery.report.scoring.scores import (
     CalibrationErrors,
     LabelMetrics,
     LabelScores,
@@ -15,14 +18,13 @@ from nnunet_surgery.report.scoring.metrics import (
     TruthMetrics,
     VariantMetrics,
 )
-from nnunet_surgery.report.scoring.report import (
+from nnunet_surgery.report.scoring.summary import (
     Bootstrap,
     CalibrationReport,
     ClasswiseMetrics,
     LabelSummary,
     ModelSummary,
     MonaiECE,
-    Sources,
     TopLabelSummary,
 )
 
@@ -31,14 +33,16 @@ __all__ = [
     "CalibrationErrors",
     "CalibrationReport",
     "CaseStats",
-    "CaseTask",
     "ClasswiseMetrics",
+    "GalleryCase",
+    "GallerySelection",
     "LabelMetrics",
     "LabelScores",
     "LabelSummary",
     "ModelCaseStats",
     "ModelSummary",
     "MonaiECE",
+    "ScoreTask",
     "Sources",
     "TopLabelScores",
     "TopLabelSummary",
@@ -46,4 +50,5 @@ __all__ = [
     "VariantMetrics",
     "score_case",
     "score_report",
+    "select_gallery",
 ]

@@ -1,4 +1,4 @@
-"""The folder aggregator: score every case (in worker processes for -np > 1, `pool.ordered_map`) and
+"""The folder aggregator: score every case (in worker processes for -np > 1: `cases.iterate_cases`) and
 merge into a report.
 
 Results arrive in case order, so the float64 merge order, and thus the report, does not depend on the
@@ -7,8 +7,6 @@ number of processes. Per model, only O(labels x bins) pooled sums and each case'
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -16,16 +14,17 @@ import numpy as np
 
 from nnunet_surgery.calibration import calibration_errors, monai_mean, nan_mean
 from nnunet_surgery.calibration.bootstrap import DEFAULT_LEVEL, case_weights
+from nnunet_surgery.cases import iterate_cases
+from nnunet_surgery.report.inputs import ReportInputs
 from nnunet_surgery.report.scoring.case import (
-    CaseStats,
-    CaseTask,
     ModelCaseStats,
+    ScoreTask,
     finish_case,
-    prepare_case,
+    prepare_score,
     score_case,
 )
 from nnunet_surgery.report.scoring.intervals import Resampled, compare, resample_label, resample_top_label
-from nnunet_surgery.report.scoring.metrics import (
+from nnunet_surgery.report.scoring.scores import (
     CalibrationErrors,
     LabelMetrics,
     LabelScores,
@@ -34,44 +33,21 @@ from nnunet_surgery.report.scoring.metrics import (
     VariantMetrics,
     nan_mean_of,
 )
-from nnunet_surgery.report.scoring.pool import ordered_map, read_ahead
-from nnunet_surgery.report.scoring.report import (
+from nnunet_surgery.report.scoring.summary import (
     Bootstrap,
     CalibrationReport,
     ClasswiseMetrics,
     LabelSummary,
     ModelSummary,
     MonaiECE,
-    Sources,
     TopLabelSummary,
 )
 
-__all__ = ["iterate_cases", "score_report"]
+__all__ = ["score_report"]
 
 
-def iterate_cases(
-    tasks: Sequence[CaseTask], num_processes: int, *, progress: bool = True
-) -> Iterator[CaseStats]:
-    """Yield `score_case(task)` for every task, in order; in-process for one process, else in workers.
-
-    A ReportError raised for any case, or for a worker that died, propagates (and stops the workers).
-    """
-    from tqdm import tqdm
-
-    bar = tqdm(
-        total=len(tasks), desc="report", unit="case", file=sys.stderr, disable=None if progress else True
-    )
-    try:
-        if num_processes <= 1:
-            for result in read_ahead(prepare_case, finish_case, tasks):
-                yield result
-                bar.update()
-        else:
-            for result in ordered_map(score_case, tasks, num_processes, name=lambda task: task.files.case):
-                yield result
-                bar.update()
-    finally:
-        bar.close()
+def _case_name(task: ScoreTask) -> str:
+    return task.case.files.case
 
 
 @dataclass(frozen=True)
@@ -212,41 +188,47 @@ def _with_paired(
     return replace(model, labels=labels, top_label=top_label)
 
 
-def score_report(
-    tasks: Sequence[CaseTask],
-    models: Sequence[tuple[str, tuple[Path, ...]]],
-    sources: Sources,
-    *,
-    progress: bool = True,
-) -> CalibrationReport:
+def score_report(inputs: ReportInputs, *, progress: bool = True) -> CalibrationReport:
     """Score all cases and merge them per model into the typed report, with bootstrap intervals and
-    paired comparisons when `options.bootstrap` > 0.
+    paired comparisons when the run's `bootstrap` > 0.
 
     Args:
-        tasks: one task per case, all with the same layout and options, predictions in `models` order.
-        models: (name, prediction folders) per model: one folder, or an ensemble's members.
-        sources: input paths to record.
+        inputs: the checked inputs (`read_inputs`): options, layout, models and one task per case.
         progress: show a progress bar on a terminal.
+
+    Raises:
+        InputError: a case's files fail a check, or a worker process died.
     """
-    layout, options = tasks[0].layout, tasks[0].options
-    with_truth = sources.truth_folder is not None
+    layout, options, run = inputs.dataset.layout, inputs.options.scoring, inputs.options.run
+    models = inputs.models
+    with_truth = inputs.sources.truth_folder is not None
     totals = [
         _ModelTotals(
             ModelCaseStats.zeros(layout, options, with_truth=with_truth),
             [{} for _ in layout.names],
-            keep_cases=options.bootstrap > 0,
+            keep_cases=run.bootstrap > 0,
         )
         for _ in models
     ]
+    tasks = [ScoreTask(case, options) for case in inputs.cases]
+    results = iterate_cases(
+        score_case,
+        tasks,
+        run.num_processes,
+        _case_name,
+        desc="report",
+        progress=progress,
+        split=(prepare_score, finish_case),
+    )
     roi_voxels = {}
-    for result in iterate_cases(tasks, options.num_processes, progress=progress):
+    for result in results:
         roi_voxels[result.case] = result.n_roi
         for model_totals, stats in zip(totals, result.models, strict=True):
             model_totals.add(result.case, stats)
     bootstrap, resamples = None, [None] * len(models)
-    if options.bootstrap > 0:
-        bootstrap = Bootstrap(options.bootstrap, options.seed, DEFAULT_LEVEL)
-        weights = case_weights(len(tasks), options.bootstrap, options.seed)
+    if run.bootstrap > 0:
+        bootstrap = Bootstrap(run.bootstrap, run.seed, DEFAULT_LEVEL)
+        weights = case_weights(len(tasks), run.bootstrap, run.seed)
         resamples = [model_totals.resample(weights) for model_totals in totals]
     summaries = [
         model_totals.summary(name, folders, layout.names, model_resamples, DEFAULT_LEVEL)
@@ -259,11 +241,11 @@ def score_report(
         ]
     return CalibrationReport(
         n_bins=options.n_bins,
-        roi=str(options.roi),
+        roi=str(inputs.options.roi),
         roi_voxels=roi_voxels,
         label_names=layout.names,
         region_based=layout.region_based,
-        sources=sources,
+        sources=inputs.sources,
         models=tuple(summaries),
         bootstrap=bootstrap,
         preset=options.preset,

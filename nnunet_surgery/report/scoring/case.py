@@ -1,13 +1,13 @@
-"""The pure per-case function: read and check one case's files, return every model's statistics on it.
+"""The pure per-case function: score one case, read through the case layer (`cases.prepare_case`), and
+return every model's statistics on it.
 
-Runs in worker processes, so it imports neither torch nor nnU-Net's label handling; the reader class
-travels in the task. Memory: the reference, the ROI, one probability map (plus the truth map, if any)
-and chunk-sized temporaries; the probabilities are scored in chunks of about CHUNK_ELEMENTS values.
+Runs in worker processes, so it imports neither torch nor nnU-Net's label handling. Memory: the reference,
+the ROI, one probability map (plus the truth map, if any) and chunk-sized temporaries; the probabilities
+are scored in chunks of about `cases.CHUNK_ELEMENTS` values.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -18,60 +18,39 @@ from nnunet_surgery.calibration import (
     NLL_EPS,
     BinnedStats,
     LabelStats,
-    ProbabilityError,
     binned_stats,
-    check_probabilities,
     confusion_counts,
     fine_factor,
     label_stats,
     monai_binned_stats,
     top_label_inputs,
 )
-from nnunet_surgery.report.errors import ReportError
-from nnunet_surgery.report.inputs import (
-    CaseFiles,
+from nnunet_surgery.cases import (
+    CaseTask,
     LabelLayout,
-    ReportOptions,
-    check_probability_shape,
-    load_probabilities,
-    read_label_image,
-    roi_mask,
+    PreparedCase,
+    Reference,
+    load_model,
+    prepare_case,
+    valid_probabilities,
+    voxel_chunks,
 )
+from nnunet_surgery.report.inputs import ScoringOptions
 
-__all__ = [
-    "CHUNK_ELEMENTS",
-    "CaseStats",
-    "CaseTask",
-    "ModelCaseStats",
-    "PreparedCase",
-    "checked_chunk",
-    "finish_case",
-    "prepare_case",
-    "score_case",
-    "voxel_chunks",
-]
-
-# values (channels x voxels) scored at once: float64 temporaries of a few MB stay near the cache, which
-# scores a 2 x 160^3 case in 0.70x the time of 2^22-value chunks; smaller chunks lose more to the fixed
-# cost of each chunk's 2^16-bin fine histogram (2^18: 1.1x, 2^16: 1.9x)
-CHUNK_ELEMENTS = 1 << 20
+__all__ = ["CaseStats", "ModelCaseStats", "ScoreTask", "finish_case", "prepare_score", "score_case"]
 
 
 @dataclass(frozen=True)
-class CaseTask:
+class ScoreTask:
     """Everything `score_case` needs; picklable for a spawn pool.
 
     Attributes:
-        files: the case's files (one prediction per model, in model order).
-        reader_class: nnU-Net reader/writer class for references and masks.
-        layout: label / region channels.
-        options: bins and ROI (checked).
+        case: how to read the case (its files, reader, layout and ROI).
+        options: how to score it (bins, preset).
     """
 
-    files: CaseFiles
-    reader_class: type
-    layout: LabelLayout
-    options: ReportOptions
+    case: CaseTask
+    options: ScoringOptions
 
 
 @dataclass(frozen=True)
@@ -90,7 +69,7 @@ class ModelCaseStats:
     monai: tuple[BinnedStats, ...] | None = None
 
     @classmethod
-    def zeros(cls, layout: LabelLayout, options: ReportOptions, *, with_truth: bool) -> ModelCaseStats:
+    def zeros(cls, layout: LabelLayout, options: ScoringOptions, *, with_truth: bool) -> ModelCaseStats:
         """Empty statistics (the identity of `merge`)."""
         n_bins = options.n_bins
         labels = tuple(
@@ -128,114 +107,6 @@ class CaseStats:
     models: tuple[ModelCaseStats, ...]
 
 
-@dataclass(frozen=True)
-class _Reference:
-    """A case's reference and the voxel sets it defines, flat.
-
-    Attributes:
-        labels: (N,) int32 reference labels.
-        shape: (1, *spatial) shape the reader gave.
-        roi: boolean ROI, or None when it is every voxel (no mask indexing then).
-        valid: boolean non-ignored voxels, or None when there is no ignore label.
-        n_roi: number of ROI voxels.
-    """
-
-    labels: np.ndarray
-    shape: tuple[int, ...]
-    roi: np.ndarray | None
-    valid: np.ndarray | None
-    n_roi: int
-
-
-def _read_labels(task: CaseTask) -> np.ndarray:
-    path = task.files.reference
-    image = read_label_image(task.reader_class, path)
-    if image.ndim < 2 or image.shape[0] != 1:
-        raise ReportError(
-            f"{path}: expected one segmentation channel (1, *spatial) from the reader, got {image.shape}"
-        )
-    reference = image.astype(np.int32)
-    if not np.array_equal(reference, image):
-        raise ReportError(f"{path}: reference holds non-integer label values")
-    low = int(reference.min())
-    present = set() if low < 0 else set(np.flatnonzero(np.bincount(reference.ravel())).tolist())
-    unknown = sorted(present - set(task.layout.valid_values)) if low >= 0 else [low]
-    if unknown:
-        raise ReportError(
-            f"{path}: reference holds label value(s) {unknown[:5]} not in dataset.json (valid: {list(task.layout.valid_values)})"
-        )
-    return reference
-
-
-def _read_reference(task: CaseTask) -> _Reference:
-    files, layout, spec = task.files, task.layout, task.options.roi
-    reference = _read_labels(task)
-    mask = None
-    if spec.kind == "mask":
-        # refused from its header (before its pixels are read) unless it has the reference's shape
-        mask = read_label_image(task.reader_class, files.mask, expected_shape=reference.shape)
-    roi = roi_mask(reference, spec, layout.ignore_label, mask).reshape(-1)
-    n_roi = int(np.count_nonzero(roi))
-    valid = None if layout.ignore_label is None else (reference != layout.ignore_label).reshape(-1)
-    return _Reference(
-        reference.reshape(-1), reference.shape, None if n_roi == roi.size else roi, valid, n_roi
-    )
-
-
-def voxel_chunks(n_voxels: int, n_channels: int, elements: int = CHUNK_ELEMENTS) -> Iterator[slice]:
-    """Consecutive slices covering `n_voxels` voxel positions of a `(n_channels, n_voxels)` array, each of
-    about `elements` values (at least 4096 voxels), so that per-chunk temporaries stay small."""
-    step = max(4096, elements // max(n_channels, 1))
-    for start in range(0, n_voxels, step):
-        yield slice(start, min(start + step, n_voxels))
-
-
-def checked_chunk(path: Path, flat: np.ndarray, chunk: slice, softmax: bool) -> np.ndarray:
-    """`flat[:, chunk]` of `(C, N)` probabilities read from `path`, checked (`check_probabilities`) and
-    clipped into [0, 1] where rounding put it a hair outside.
-
-    Raises:
-        ReportError: NaN/inf, values outside [0, 1], softmax sums off 1, naming `path`.
-    """
-    values = flat[:, chunk]
-    try:
-        low, high = check_probabilities(values, softmax=softmax)
-    except ProbabilityError as error:
-        raise ReportError(f"{path}: {error}") from None
-    return values if low >= 0.0 and high <= 1.0 else np.clip(values, 0.0, 1.0)
-
-
-def _load_checked(path: Path, reference: _Reference, layout: LabelLayout) -> np.ndarray:
-    """(C, N) probabilities of `path`, shape-checked against the reference (values: see `checked_chunk`)."""
-    expected = (layout.n_channels, *reference.shape[1:])
-    probabilities = load_probabilities(
-        path, check_shape=lambda shape: check_probability_shape(path, shape, expected, layout)
-    )
-    return np.ascontiguousarray(probabilities).reshape(expected[0], -1)
-
-
-def _load_model(paths: tuple[Path, ...], reference: _Reference, layout: LabelLayout) -> np.ndarray:
-    """(C, N) probabilities of one model: its one file, or the mean of an ensemble's members (as
-    `nnUNetv2_ensemble` averages them), each member's values checked before it is added."""
-    if len(paths) == 1:
-        return _load_checked(paths[0], reference, layout)
-    total = None
-    for path in paths:
-        member = _load_checked(path, reference, layout)
-        for chunk in voxel_chunks(member.shape[1], layout.n_channels):
-            checked_chunk(path, member, chunk, layout.softmax)
-        total = member.astype(np.float64) if total is None else total + member
-        del member
-    return (total / len(paths)).astype(np.float32)
-
-
-def _read_truth(path: Path, reference: _Reference, layout: LabelLayout) -> np.ndarray:
-    truth = _load_checked(path, reference, layout)
-    for chunk in voxel_chunks(truth.shape[1], layout.n_channels):
-        checked_chunk(path, truth, chunk, layout.softmax)
-    return np.clip(truth, 0.0, 1.0, out=truth if truth.flags.writeable else None)
-
-
 def _select(values: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     """`values[mask]`, or `values` itself (no copy) when the mask is None (every voxel)."""
     return values if mask is None else values[mask]
@@ -247,15 +118,15 @@ def _restrict(mask: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
 
 
 def _score_model(
-    task: CaseTask, path: Path, reference: _Reference, truth: np.ndarray | None, flat: np.ndarray
+    task: ScoreTask, path: Path, reference: Reference, truth: np.ndarray | None, flat: np.ndarray
 ) -> ModelCaseStats:
     """One model's statistics on a case from its (C, N) probabilities `flat`, read from `path`."""
-    layout, n_bins = task.layout, task.options.n_bins
+    layout, n_bins = task.case.layout, task.options.n_bins
     stats = ModelCaseStats.zeros(layout, task.options, with_truth=truth is not None)
     labels, top = list(stats.labels), stats.top_label
     monai = None if stats.monai is None else list(stats.monai)
     for chunk in voxel_chunks(reference.labels.size, layout.n_channels):
-        values = checked_chunk(path, flat, chunk, layout.softmax)
+        values = valid_probabilities(path, flat[:, chunk], softmax=layout.softmax)
         chunk_reference = reference.labels[chunk]
         chunk_roi = None if reference.roi is None else reference.roi[chunk]
         chunk_valid = None if reference.valid is None else reference.valid[chunk]
@@ -290,58 +161,33 @@ def _score_model(
     return ModelCaseStats(tuple(labels), top, None if monai is None else tuple(monai))
 
 
-@dataclass(frozen=True)
-class PreparedCase:
-    """A case read and checked up to its first model's probabilities (what `prepare_case` reads ahead).
-
-    Attributes:
-        reference: the reference and the voxel sets it defines.
-        truth: (C, N) true probabilities, checked and clipped, or None.
-        first: (C, N) probabilities of the first model, shape-checked (values are checked as scored).
-    """
-
-    reference: _Reference
-    truth: np.ndarray | None
-    first: np.ndarray
+def prepare_score(task: ScoreTask) -> PreparedCase:
+    """`cases.prepare_case` of the task's case: what `pool.read_ahead` reads while the previous case is scored."""
+    return prepare_case(task.case)
 
 
-def prepare_case(task: CaseTask) -> PreparedCase:
-    """Read a case's reference (and mask, and truth) and its first model's probabilities.
-
-    Everything that touches nnU-Net's label-image reader happens here, so a caller can run it in one
-    background thread while the previous case is scored (`finish_case`).
-
-    Raises:
-        ReportError: as `score_case`, for everything read here.
-    """
-    files = task.files
-    reference = _read_reference(task)
-    truth = None if files.truth is None else _read_truth(files.truth, reference, task.layout)
-    return PreparedCase(reference, truth, _load_model(files.predictions[0], reference, task.layout))
-
-
-def finish_case(task: CaseTask, prepared: PreparedCase) -> CaseStats:
+def finish_case(task: ScoreTask, prepared: PreparedCase) -> CaseStats:
     """Score every model on a prepared case; the other models' probabilities are read here, one at a time.
 
     Raises:
-        ReportError: as `score_case`, for the probabilities' values and the other models' files.
+        InputError: as `score_case`, for the probabilities' values and the other models' files.
     """
-    files, reference, truth = task.files, prepared.reference, prepared.truth
+    files, reference, truth = task.case.files, prepared.reference, prepared.truth
     models = [_score_model(task, files.predictions[0][0], reference, truth, prepared.first)]
     del prepared
     for paths in files.predictions[1:]:
-        probabilities = _load_model(paths, reference, task.layout)
+        probabilities = load_model(paths, reference, task.case.layout)
         models.append(_score_model(task, paths[0], reference, truth, probabilities))
     return CaseStats(case=files.case, n_roi=reference.n_roi, models=tuple(models))
 
 
-def score_case(task: CaseTask) -> CaseStats:
-    """Check one case's files and return every model's statistics on it (`prepare_case`, then `finish_case`).
+def score_case(task: ScoreTask) -> CaseStats:
+    """Check one case's files and return every model's statistics on it (`prepare_score`, then `finish_case`).
 
     Reads the reference (and mask, and truth), then one model's probabilities at a time.
 
     Raises:
-        ReportError: unreadable files, shape, axis order or channel mismatches, unknown reference labels,
+        InputError: unreadable files, shape, axis order or channel mismatches, unknown reference labels,
             NaN/inf, probabilities outside [0, 1], softmax channels not summing to 1.
     """
-    return finish_case(task, prepare_case(task))
+    return finish_case(task, prepare_score(task))

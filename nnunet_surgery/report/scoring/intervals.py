@@ -15,7 +15,7 @@ import numpy as np
 from nnunet_surgery.calibration import BinnedStats, LabelStats
 from nnunet_surgery.calibration.bootstrap import Interval, percentile_interval
 from nnunet_surgery.calibration.metrics import binned_errors, label_metric_arrays
-from nnunet_surgery.report.scoring.metrics import HIGHER_IS_BETTER, CalibrationErrors, LabelMetrics
+from nnunet_surgery.report.scoring.scores import HIGHER_IS_BETTER, CalibrationErrors, LabelMetrics
 
 __all__ = [
     "Intervals",

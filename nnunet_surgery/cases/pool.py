@@ -3,13 +3,14 @@
 `multiprocessing.Pool` waits forever for a task whose worker was killed (as by the out-of-memory killer on
 a large 3D dataset). Here each spawned worker holds one task at a time and the parent waits on the
 workers' result pipes and process sentinels together, so it knows which case a dead worker held and
-stops the run at once: a one-line `ReportError` naming that case, every worker ended. At most
+stops the run at once: a one-line `InputError` naming that case, every worker ended. At most
 `IN_FLIGHT_PER_WORKER * workers` results are ahead of the one yielded next, and results are yielded in
 task order, so the merge order, and thus the report, does not depend on the number of processes.
 
 `WorkerPool` keeps its workers for several maps (the recalibration fit passes over the cases many times);
 `ordered_map` is one map in a pool of its own. `read_ahead` is the in-process alternative: one background
-thread prepares the next task while the caller finishes this one.
+thread prepares the next task while the caller finishes this one. `iterate_cases` picks one of them for a
+command and shows a progress bar.
 """
 
 from __future__ import annotations
@@ -20,15 +21,31 @@ from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection, wait
 from typing import Generic, TypeVar
 
-from nnunet_surgery.report.errors import ReportError
+from nnunet_surgery.cases.errors import InputError, check_count
 
-__all__ = ["IN_FLIGHT_PER_WORKER", "WorkerPool", "map_cases", "ordered_map", "read_ahead"]
+__all__ = [
+    "IN_FLIGHT_PER_WORKER",
+    "WorkerPool",
+    "check_processes",
+    "iterate_cases",
+    "ordered_map",
+    "read_ahead",
+]
 
 IN_FLIGHT_PER_WORKER = 2
 
 Task = TypeVar("Task")
 Prepared = TypeVar("Prepared")
 Result = TypeVar("Result")
+
+
+def check_processes(num_processes: object) -> int:
+    """`-np`: the number of worker processes, an integer >= 1 (1: in this process).
+
+    Raises:
+        InputError: anything else, naming `-np`.
+    """
+    return check_count("-np", num_processes, 1, "the number of processes")
 
 
 def _serve(connection: Connection) -> None:
@@ -80,7 +97,7 @@ class WorkerPool(Generic[Task, Result]):
             name: how a task is named in an error (its case).
 
         Raises:
-            ReportError: a worker process died (killed or crashed) while it held a task; or whatever
+            InputError: a worker process died (killed or crashed) while it held a task; or whatever
                 `function` raised for a task (the first in task order).
         """
         if self._broken:
@@ -123,7 +140,7 @@ class WorkerPool(Generic[Task, Result]):
                     except (EOFError, OSError):
                         process.join(timeout=5)
                         case = name(tasks[held[worker]]) if worker in held else "a case"
-                        raise ReportError(
+                        raise InputError(
                             f"{case}: the worker process handling this case died (exit code {process.exitcode}: "
                             "killed, e.g. by the out-of-memory killer, or crashed); nothing written. Try fewer "
                             "processes (-np)"
@@ -167,7 +184,7 @@ def ordered_map(
         yield from pool.map(function, tasks, name)
 
 
-def map_cases(
+def iterate_cases(
     function: Callable[[Task], Result],
     tasks: Sequence[Task],
     num_processes: int,
@@ -175,18 +192,44 @@ def map_cases(
     *,
     desc: str,
     progress: bool,
-) -> list[Result]:
-    """`function(task)` for every task, in this process (`num_processes` 1) or in workers (`ordered_map`),
-    with a progress bar on stderr; the results in task order."""
+    split: tuple[Callable[[Task], Prepared], Callable[[Task, Prepared], Result]] | None = None,
+) -> Iterator[Result]:
+    """Yield `function(task)` for every task, in task order, with a progress bar on stderr: in this process
+    (`num_processes` 1), else in spawned workers (`ordered_map`).
+
+    Args:
+        function: a picklable, module-level function.
+        tasks: picklable tasks.
+        num_processes: worker processes (1: in this process).
+        name: how a task is named in an error (its case).
+        desc: the progress bar's label.
+        progress: show the progress bar (on a terminal).
+        split: `(prepare, finish)` with `finish(task, prepare(task)) == function(task)`: in this process, the
+            next task is then prepared in a background thread while this one finishes (`read_ahead`).
+
+    Raises:
+        InputError: as `WorkerPool.map`, or whatever `function` raised (the first in task order).
+    """
     import sys
 
     from tqdm import tqdm
 
-    results = ordered_map(function, tasks, num_processes, name) if num_processes > 1 else map(function, tasks)
-    bar = tqdm(
-        results, total=len(tasks), desc=desc, unit="case", file=sys.stderr, disable=None if progress else True
-    )
-    return list(bar)
+    if num_processes > 1:
+        results = ordered_map(function, tasks, num_processes, name)
+    elif split is not None:
+        results = read_ahead(*split, tasks)
+    else:
+        results = map(function, tasks)
+    bar = tqdm(total=len(tasks), desc=desc, unit="case", file=sys.stderr, disable=None if progress else True)
+    try:
+        for result in results:
+            yield result
+            bar.update()
+    finally:
+        bar.close()
+        close = getattr(results, "close", None)
+        if close is not None:  # a consumer that stops early stops the workers now, not when collected
+            close()
 
 
 def read_ahead(

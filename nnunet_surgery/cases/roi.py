@@ -15,7 +15,9 @@ from typing import Literal
 
 import numpy as np
 
-__all__ = ["RoiSpec", "band_mask", "parse_roi", "roi_mask"]
+from nnunet_surgery.cases.errors import InputError
+
+__all__ = ["RoiSpec", "band_mask", "check_roi", "parse_roi", "roi_mask"]
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,22 @@ def parse_roi(text: str) -> RoiSpec:
     if kind == "mask" and value:
         return RoiSpec(kind="mask", folder=Path(value))
     raise ValueError(f"expected all, band:D or mask:FOLDER, but got {text!r}")
+
+
+def check_roi(roi: RoiSpec | str) -> RoiSpec:
+    """`--roi` as a RoiSpec: a RoiSpec as it is, a string parsed (`parse_roi`).
+
+    Raises:
+        InputError: naming `--roi` and the expected forms.
+    """
+    if isinstance(roi, str):
+        try:
+            roi = parse_roi(roi)
+        except ValueError as error:
+            raise InputError(f"--roi: {error}") from None
+    if not isinstance(roi, RoiSpec):
+        raise InputError(f"--roi: expected all, band:D, mask:FOLDER or a RoiSpec, but got {roi!r}")
+    return roi
 
 
 def band_mask(foreground: np.ndarray, width: int) -> np.ndarray:

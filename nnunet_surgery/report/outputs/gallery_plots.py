@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from nnunet_surgery.report.scoring import CalibrationReport
-from nnunet_surgery.report.scoring.gallery import GalleryCase
+from nnunet_surgery.report.scoring.gallery_choice import GalleryCase
 
 __all__ = ["GALLERY_FOLDER", "case_ece_file_name", "write_case_ece_plots", "write_gallery"]
 

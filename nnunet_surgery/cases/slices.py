@@ -4,7 +4,7 @@ probability of that label, through the largest connected component of the refere
 The slice is taken along the first spatial axis of the reader's order (z for 3D; 2D cases have one).
 It is the slice with the most voxels of the reference's largest 3D connected component of the label;
 without any reference voxel of the label, the slice with the largest summed probability of the first
-model. Everything is read through the report's readers (npz never unpickled, shapes checked).
+model. Everything is read through the case layer's readers (npz never unpickled, shapes checked).
 """
 
 from __future__ import annotations
@@ -14,14 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from nnunet_surgery.report.errors import ReportError
-from nnunet_surgery.report.inputs.labels import LabelLayout
-from nnunet_surgery.report.inputs.reading import (
-    check_label_image,
-    check_probability_shape,
-    load_probabilities,
-    read_label_image,
-)
+from nnunet_surgery.cases.errors import InputError
+from nnunet_surgery.cases.label_images import read_image, read_label_image
+from nnunet_surgery.cases.labels import LabelLayout
+from nnunet_surgery.cases.npz import check_probability_shape, load_probabilities
 
 __all__ = ["CaseSlice", "read_case_slice", "slice_index"]
 
@@ -56,19 +52,6 @@ def slice_index(reference: np.ndarray, fallback: np.ndarray) -> int:
     return int(np.argmax(largest.reshape(largest.shape[0], -1).sum(axis=1)))
 
 
-def _read_image(reader_class: type, path: Path, shape: tuple[int, ...]) -> np.ndarray:
-    import contextlib
-    import io
-
-    check_label_image(path, expected_shape=(1, *shape))  # one channel of the reference's size
-    with contextlib.redirect_stdout(io.StringIO()):
-        try:
-            image, _ = reader_class().read_images((str(path),))
-        except Exception as error:  # readers raise whatever their backend raises
-            raise ReportError(f"{path}: cannot read with {reader_class.__name__} ({error})") from None
-    return np.asarray(image[0], dtype=np.float32)
-
-
 def read_case_slice(
     image: Path,
     reference: Path,
@@ -80,12 +63,12 @@ def read_case_slice(
     """Read one case and cut the slice of label `layout.names[label_index]`.
 
     Raises:
-        ReportError: unreadable files, or an image whose shape differs from the reference's.
+        InputError: unreadable files, or an image whose shape differs from the reference's.
     """
     labels = read_label_image(reader_class, reference)[0]
-    picture = _read_image(reader_class, image, labels.shape)
+    picture = read_image(reader_class, image, shape=labels.shape)
     if picture.shape != labels.shape:
-        raise ReportError(
+        raise InputError(
             f"{image}: image shape {picture.shape} does not match the reference's {labels.shape}"
         )
     mask = layout.member_mask(label_index, labels)

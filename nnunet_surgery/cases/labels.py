@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nnunet_surgery.report.errors import ReportError
+from nnunet_surgery.cases.errors import InputError
 
 __all__ = ["LabelLayout", "label_layout"]
 
@@ -84,13 +84,13 @@ def label_layout(
         source: file named in error messages.
 
     Raises:
-        ReportError: labels nnU-Net would refuse, or labels that are not the consecutive 0..K-1 nnU-Net's
+        InputError: labels nnU-Net would refuse, or labels that are not the consecutive 0..K-1 nnU-Net's
             argmax assumes.
     """
     from nnunetv2.utilities.label_handling.label_handling import LabelManager
 
     if not isinstance(labels, dict) or not labels:
-        raise ReportError(f"{source}: 'labels' must be a non-empty dict of name -> label value(s)")
+        raise InputError(f"{source}: 'labels' must be a non-empty dict of name -> label value(s)")
     try:
         manager = LabelManager(labels, regions_class_order)
         ignore_label = manager.ignore_label
@@ -101,7 +101,7 @@ def label_layout(
             entries = [(int(v),) for v in manager.foreground_labels]
         n_channels = int(manager.num_segmentation_heads)
     except (AssertionError, RuntimeError, TypeError, ValueError) as error:
-        raise ReportError(f"{source}: nnU-Net refuses these labels ({error})") from None
+        raise InputError(f"{source}: nnU-Net refuses these labels ({error})") from None
 
     named = [
         (str(name), _as_members(value))
@@ -112,17 +112,17 @@ def label_layout(
     for members in entries:
         matches = [name for name, value in named if set(value) == set(members)]
         if not matches:
-            raise ReportError(f"{source}: no label name for label value(s) {members}")
+            raise InputError(f"{source}: no label name for label value(s) {members}")
         names.append(matches[0])
     if len(set(names)) != len(names):
-        raise ReportError(f"{source}: label names must be unique, but got {names}")
+        raise InputError(f"{source}: label names must be unique, but got {names}")
 
     if manager.has_regions:
         channels = tuple(range(len(entries)))
         order = tuple(int(c) for c in regions_class_order)
     else:
         if all_labels != list(range(len(all_labels))):
-            raise ReportError(
+            raise InputError(
                 f"{source}: labels must be consecutive integers 0..K-1 (as nnU-Net requires), got {all_labels}"
             )
         channels = tuple(members[0] for members in entries)

@@ -10,17 +10,18 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from nnunet_surgery.errors import ReportError
+from nnunet_surgery.cases.errors import InputError
 
 __all__ = [
     "check_writable",
     "default_dir_mode",
     "move_folder_into_place",
     "staged_folder",
+    "staging_folder",
     "write_text_atomic",
 ]
 
@@ -36,18 +37,18 @@ def check_writable(path: str | Path, what: str = "OUT_DIR") -> None:
         what: how the error names it ("OUT_DIR", "-o CALIBRATOR.json", ...).
 
     Raises:
-        ReportError: naming the path and the problem.
+        InputError: naming the path and the problem.
     """
     path = Path(path)
     ancestor = path.absolute().parent
     while not ancestor.exists():
         ancestor = ancestor.parent
     if not ancestor.is_dir():
-        raise ReportError(f"{path}: {what} cannot be created: {ancestor} is a file, not a folder")
+        raise InputError(f"{path}: {what} cannot be created: {ancestor} is a file, not a folder")
     try:
         Path(tempfile.mkdtemp(prefix=".nnunet-surgery-probe.", dir=ancestor)).rmdir()
     except OSError as error:
-        raise ReportError(
+        raise InputError(
             f"{path}: {what} cannot be written ({error.strerror or error} in {ancestor})"
         ) from None
 
@@ -63,7 +64,7 @@ def write_text_atomic(path: str | Path, text: str, what: str = "the output") -> 
     """Write `text` to a hidden file beside `path`, then rename it to `path`.
 
     Raises:
-        ReportError: the file cannot be written (full disk, read-only folder), naming it.
+        InputError: the file cannot be written (full disk, read-only folder), naming it.
     """
     path = Path(path)
     partial = path.with_name(f".{path.name}.partial")
@@ -72,7 +73,7 @@ def write_text_atomic(path: str | Path, text: str, what: str = "the output") -> 
         partial.replace(path)
     except OSError as error:
         partial.unlink(missing_ok=True)
-        raise ReportError(f"{path}: cannot write {what} ({error.strerror or error})") from None
+        raise InputError(f"{path}: cannot write {what} ({error.strerror or error})") from None
 
 
 def move_folder_into_place(staging: Path, target: Path) -> None:
@@ -93,29 +94,40 @@ def move_folder_into_place(staging: Path, target: Path) -> None:
 
 
 @contextmanager
-def staged_folder(out_dir: str | Path, *, overwrite: bool, what: str = "the output folder") -> Iterator[Path]:
-    """A staging folder beside `out_dir` that replaces `out_dir` when the `with` block succeeds.
-
-    The block writes into the yielded folder; on success it becomes `out_dir` (an existing `out_dir`, only
-    with `overwrite`, is moved aside and removed after the swap); on any error the staging folder is
-    removed and `out_dir` is untouched. `what` names the folder in the errors.
+def staging_folder(
+    target: str | Path, place: Callable[[Path, Path], None] = move_folder_into_place
+) -> Iterator[Path]:
+    """The one way a folder is written whole: a hidden staging folder beside `target` (its parent must
+    exist), put in place by `place(staging, target)` when the `with` block succeeds (by default renamed
+    to `target`, replacing it: `move_folder_into_place`), removed on any error, `target` then untouched.
 
     Raises:
-        ReportError: `out_dir` exists and `overwrite` is False, or the folder cannot be written.
+        OSError: the staging folder cannot be created, or `place` fails.
     """
-    out_dir = Path(out_dir).absolute()
-    if out_dir.exists() and not overwrite:
-        raise ReportError(f"{out_dir}: {what} exists; pass --overwrite to replace it")
-    try:
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
-    except OSError as error:
-        raise ReportError(f"{out_dir}: cannot create {what} ({error.strerror or error})") from None
+    target = Path(target).absolute()
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
     try:
         yield staging
-        move_folder_into_place(staging, out_dir)
-    except OSError as error:
-        raise ReportError(f"{out_dir}: cannot write {what} ({error.strerror or error})") from None
+        place(staging, target)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+
+
+@contextmanager
+def staged_folder(out_dir: str | Path, *, overwrite: bool, what: str = "the output folder") -> Iterator[Path]:
+    """`staging_folder` for a command's output folder: refused where it exists unless `overwrite`, and any
+    failure to write it a one-line error naming it (`what`).
+
+    Raises:
+        InputError: `out_dir` exists and `overwrite` is False, or the folder cannot be created or written.
+    """
+    out_dir = Path(out_dir).absolute()
+    if out_dir.exists() and not overwrite:
+        raise InputError(f"{out_dir}: {what} exists; pass --overwrite to replace it")
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        with staging_folder(out_dir) as staging:
+            yield staging
+    except OSError as error:
+        raise InputError(f"{out_dir}: cannot write {what} ({error.strerror or error})") from None

@@ -8,9 +8,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from nnunet_surgery.report.errors import ReportError
-from nnunet_surgery.report.inputs.labels import LabelLayout, label_layout
-from nnunet_surgery.report.inputs.reading import check_label_image
+from nnunet_surgery.cases.errors import InputError, first_line
+from nnunet_surgery.cases.label_images import check_label_image
+from nnunet_surgery.cases.labels import LabelLayout, label_layout
 
 __all__ = ["DatasetInfo", "load_dataset_json", "read_json", "reader_for"]
 
@@ -39,31 +39,31 @@ def read_json(path: Path, what: str) -> object:
         what: how an unreadable file is named in the error ("dataset.json", "the calibrator").
 
     Raises:
-        ReportError: the file cannot be read, or is not valid JSON.
+        InputError: the file cannot be read, or is not valid JSON.
     """
     try:
         return json.loads(path.read_text())
     except OSError as error:
-        raise ReportError(f"{path}: cannot read {what} ({error.strerror or error})") from None
+        raise InputError(f"{path}: cannot read {what} ({error.strerror or error})") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ReportError(f"{path}: not valid JSON ({error})") from None
+        raise InputError(f"{path}: not valid JSON ({error})") from None
 
 
 def load_dataset_json(path: str | Path) -> DatasetInfo:
     """Read and check dataset.json.
 
     Raises:
-        ReportError: missing or unparsable file, no `file_ending`, or labels nnU-Net would refuse.
+        InputError: missing or unparsable file, no `file_ending`, or labels nnU-Net would refuse.
     """
     path = Path(path)
     content = read_json(path, "dataset.json")
     if not isinstance(content, dict):
-        raise ReportError(f"{path}: expected a JSON object with 'labels' and 'file_ending'")
+        raise InputError(f"{path}: expected a JSON object with 'labels' and 'file_ending'")
     file_ending = content.get("file_ending")
     if not isinstance(file_ending, str) or not file_ending:
-        raise ReportError(f"{path}: missing 'file_ending' (e.g. \".nii.gz\")")
+        raise InputError(f"{path}: missing 'file_ending' (e.g. \".nii.gz\")")
     if "labels" not in content:
-        raise ReportError(f"{path}: missing 'labels'")
+        raise InputError(f"{path}: missing 'labels'")
     layout = label_layout(content["labels"], content.get("regions_class_order"), source=str(path))
     return DatasetInfo(path=path, file_ending=file_ending, layout=layout, content=content)
 
@@ -74,7 +74,7 @@ def reader_for(dataset: DatasetInfo, example_file: str | Path) -> type:
     nnU-Net decides by reading `example_file` in full, so its header is checked first (`check_label_image`).
 
     Raises:
-        ReportError: `example_file` fails the header checks, or no nnU-Net reader opens it.
+        InputError: `example_file` fails the header checks, or no nnU-Net reader opens it.
     """
     from nnunetv2.imageio.reader_writer_registry import determine_reader_writer_from_dataset_json
 
@@ -86,7 +86,6 @@ def reader_for(dataset: DatasetInfo, example_file: str | Path) -> type:
                 dataset.content, str(example_file), verbose=False
             )
         except Exception as error:  # nnU-Net raises RuntimeError, readers anything
-            message = str(error).splitlines()[0] if str(error) else type(error).__name__
-            raise ReportError(
-                f"{example_file}: no nnU-Net reader for {dataset.file_ending!r} opens it ({message})"
+            raise InputError(
+                f"{example_file}: no nnU-Net reader for {dataset.file_ending!r} opens it ({first_line(error)})"
             ) from None

@@ -6,9 +6,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from nnunet_surgery.report.errors import ReportError
+from nnunet_surgery.cases.errors import InputError
 
 __all__ = [
+    "IMAGE_SUFFIX",
     "NPZ_ENDING",
     "CaseFiles",
     "case_files",
@@ -19,6 +20,8 @@ __all__ = [
 ]
 
 NPZ_ENDING = ".npz"
+#: A case's first image channel is `CASE_0000{file_ending}`, as nnU-Net names images.
+IMAGE_SUFFIX = "_0000"
 
 
 @dataclass(frozen=True)
@@ -48,11 +51,11 @@ def case_files(folder: str | Path, ending: str, what: str) -> dict[str, Path]:
         what: what the folder holds, for the error message ("reference", "prediction", ...).
 
     Raises:
-        ReportError: the folder is missing, not a folder, or holds no such file.
+        InputError: the folder is missing, not a folder, or holds no such file.
     """
     folder = Path(folder)
     if not folder.is_dir():
-        raise ReportError(f"{folder}: {what} folder does not exist or is not a folder")
+        raise InputError(f"{folder}: {what} folder does not exist or is not a folder")
     files = {
         entry.name[: -len(ending)]: entry
         for entry in folder.iterdir()
@@ -61,7 +64,7 @@ def case_files(folder: str | Path, ending: str, what: str) -> dict[str, Path]:
     files.pop("", None)
     if not files:
         hint = " (write them with nnUNetv2_predict --save_probabilities)" if ending == NPZ_ENDING else ""
-        raise ReportError(f"{folder}: empty {what} folder, no *{ending} files{hint}")
+        raise InputError(f"{folder}: empty {what} folder, no *{ending} files{hint}")
     return files
 
 
@@ -86,7 +89,7 @@ def collect_cases(
     every case and may hold more.
 
     Raises:
-        ReportError: a missing or empty folder, or a case missing on either side.
+        InputError: a missing or empty folder, or a case missing on either side.
     """
     gt_folder = Path(gt_folder)
     references = case_files(gt_folder, file_ending, "reference")
@@ -96,12 +99,12 @@ def collect_cases(
         files = case_files(folder, NPZ_ENDING, "prediction")
         missing = references.keys() - files.keys()
         if missing:
-            raise ReportError(
+            raise InputError(
                 f"{folder}: no CASE.npz prediction for reference case(s) {_few(missing)} of {gt_folder}"
             )
         extra = files.keys() - references.keys()
         if extra:
-            raise ReportError(
+            raise InputError(
                 f"{folder}: prediction(s) {_few(extra)} have no reference CASE{file_ending} in {gt_folder}"
             )
         predictions.append(files)
@@ -116,7 +119,7 @@ def collect_cases(
         files = case_files(Path(folder), ending, what)
         missing = references.keys() - files.keys()
         if missing:
-            raise ReportError(f"{folder}: no {what} file CASE{ending} for case(s) {_few(missing)}")
+            raise InputError(f"{folder}: no {what} file CASE{ending} for case(s) {_few(missing)}")
         extras[what] = files
     return [
         CaseFiles(
@@ -144,7 +147,7 @@ def collect_pooled_cases(
     A case may appear in one folder only.
 
     Raises:
-        ReportError: a missing or empty folder, a prediction without reference or mask, or a case in two
+        InputError: a missing or empty folder, a prediction without reference or mask, or a case in two
             folders.
     """
     gt_folder = Path(gt_folder)
@@ -154,13 +157,13 @@ def collect_pooled_cases(
         files = case_files(folder, NPZ_ENDING, "prediction")
         orphans = files.keys() - references.keys()
         if orphans:
-            raise ReportError(
+            raise InputError(
                 f"{folder}: prediction(s) {_few(orphans)} have no reference CASE{file_ending} in {gt_folder}"
             )
         twice = files.keys() & found.keys()
         if twice:
             case = sorted(twice)[0]
-            raise ReportError(
+            raise InputError(
                 f"{folder}: case {case} is also in {found[case].parent} (each case may be given once: "
                 "give each fold's validation folder once)"
             )
@@ -170,7 +173,7 @@ def collect_pooled_cases(
         masks = case_files(Path(mask_folder), file_ending, "mask")
         missing = found.keys() - masks.keys()
         if missing:
-            raise ReportError(f"{mask_folder}: no mask file CASE{file_ending} for case(s) {_few(missing)}")
+            raise InputError(f"{mask_folder}: no mask file CASE{file_ending} for case(s) {_few(missing)}")
     return [
         CaseFiles(
             case=case,
@@ -199,17 +202,17 @@ def model_names(pred_folders: list[str | Path], names: list[str] | None = None) 
     """Model names: `names` if given, else each folder's name, lengthened with its parents where two collide.
 
     Raises:
-        ReportError: wrong number of names, empty or duplicate names.
+        InputError: wrong number of names, empty or duplicate names.
     """
     folders = [Path(folder).resolve() for folder in pred_folders]
     if names is not None:
         if len(names) != len(folders):
-            raise ReportError(f"--names: got {len(names)} name(s) for {len(folders)} prediction folder(s)")
+            raise InputError(f"--names: got {len(names)} name(s) for {len(folders)} prediction folder(s)")
         if any(not name.strip() for name in names) or len(set(names)) != len(names):
-            raise ReportError(f"--names: names must be non-empty and unique, but got {names}")
+            raise InputError(f"--names: names must be non-empty and unique, but got {names}")
         return list(names)
     if len(set(folders)) != len(folders):
-        raise ReportError(
+        raise InputError(
             f"PRED_FOLDER: a prediction folder is given twice ({_few([str(f) for f in folders])})"
         )
     depth = 1

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nnunet_surgery.report.inputs.roi import RoiSpec, band_mask, parse_roi, roi_mask
+from nnunet_surgery.cases.roi import RoiSpec, band_mask, parse_roi, roi_mask
 
 
 def test_parse_roi_forms_and_round_trip():

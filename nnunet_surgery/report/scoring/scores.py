@@ -15,8 +15,8 @@ from typing import TypeVar
 from nnunet_surgery.calibration import (
     BinnedStats,
     LabelStats,
-    adaptive_calibration_error,
     calibration_errors,
+    equal_mass_ece,
     label_metrics,
     nan_mean,
     rms_calibration_error,
@@ -92,9 +92,7 @@ class VariantMetrics:
     @classmethod
     def of(cls, stats: LabelStats) -> VariantMetrics:
         reliability = stats.reliability
-        equal_mass = (
-            math.nan if stats.fine is None else adaptive_calibration_error(stats.fine, reliability.n_bins)
-        )
+        equal_mass = math.nan if stats.fine is None else equal_mass_ece(stats.fine, reliability.n_bins)
         return cls(equal_mass, rms_calibration_error(reliability))
 
 

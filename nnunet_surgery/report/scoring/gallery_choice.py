@@ -1,4 +1,4 @@
-"""Which cases the gallery shows, and their slices.
+"""Which cases the gallery shows (a pure function of the scored report), and what one gallery figure shows.
 
 A gallery entry is a (case, label) pair. Chosen are the K pairs where the models' case ECEs differ most
 (the largest max - min over models), then for each model its worst pair (the highest case ECE), each
@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
-from nnunet_surgery.report.inputs import LabelLayout
-from nnunet_surgery.report.inputs.slices import CaseSlice, read_case_slice
-from nnunet_surgery.report.scoring.report import CalibrationReport
+from nnunet_surgery.cases.slices import CaseSlice
+from nnunet_surgery.report.scoring.summary import CalibrationReport
 
-__all__ = ["GalleryCase", "GallerySelection", "read_gallery", "select_gallery"]
+__all__ = ["GalleryCase", "GallerySelection", "select_gallery"]
 
 
 @dataclass(frozen=True)
@@ -72,33 +70,3 @@ def select_gallery(report: CalibrationReport, k: int) -> list[GallerySelection]:
         for pair in sorted(finite, key=lambda p: -eces[p][0])[:k]:
             take(pair, f"worst of {report.models[0].name}")
     return chosen
-
-
-def read_gallery(
-    report: CalibrationReport,
-    k: int,
-    images: Path,
-    file_ending: str,
-    reader_class: type,
-    layout: LabelLayout,
-) -> tuple[GalleryCase, ...]:
-    """Select the gallery's cases and read their slices (image `CASE_0000{file_ending}` in `images`).
-
-    Raises:
-        ReportError: a missing or unreadable image, reference or prediction of a selected case.
-    """
-    from nnunet_surgery.report.errors import ReportError
-
-    cases = []
-    for selection in select_gallery(report, k):
-        image = images / f"{selection.case}_0000{file_ending}"
-        if not image.is_file():
-            raise ReportError(f"{images}: no image {image.name} for gallery case {selection.case}")
-        predictions = tuple(
-            tuple(folder / f"{selection.case}.npz" for folder in model.folders) for model in report.models
-        )
-        reference = report.sources.gt_folder / f"{selection.case}{file_ending}"
-        label_index = layout.names.index(selection.label)
-        cut = read_case_slice(image, reference, predictions, reader_class, layout, label_index)
-        cases.append(GalleryCase(selection, tuple(m.name for m in report.models), cut))
-    return tuple(cases)

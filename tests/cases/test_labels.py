@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from nnunet_surgery.cases import label_layout
 from nnunet_surgery.report import ReportError
-from nnunet_surgery.report.inputs import label_layout
 
 
 def test_label_dataset_layout_follows_label_values_not_dict_order():

@@ -10,15 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nnunet_surgery.calibration import BinnedStats
+from nnunet_surgery.report.inputs import Sources
+from nnunet_surgery.report.scoring import scores
 from nnunet_surgery.report.scoring.intervals import Intervals, Paired
-from nnunet_surgery.report.scoring.metrics import (
-    CalibrationErrors,
-    LabelMetrics,
-    LabelScores,
-    TopLabelScores,
-    TruthMetrics,
-    VariantMetrics,
-)
 
 __all__ = [
     "Bootstrap",
@@ -48,12 +42,12 @@ class LabelSummary:
             without bootstrap.
     """
 
-    pooled: LabelScores
-    case_mean: LabelMetrics
-    truth_case_mean: TruthMetrics | None
-    variants_case_mean: VariantMetrics
+    pooled: scores.LabelScores
+    case_mean: scores.LabelMetrics
+    truth_case_mean: scores.TruthMetrics | None
+    variants_case_mean: scores.VariantMetrics
     reliability: BinnedStats
-    cases: dict[str, LabelScores]
+    cases: dict[str, scores.LabelScores]
     intervals: Intervals | None = None
     paired: Paired | None = None
 
@@ -62,10 +56,10 @@ class LabelSummary:
 class TopLabelSummary:
     """Top-label calibration of one model (softmax datasets): as `LabelSummary`, errors only."""
 
-    pooled: TopLabelScores
-    case_mean: CalibrationErrors
+    pooled: scores.TopLabelScores
+    case_mean: scores.CalibrationErrors
     reliability: BinnedStats
-    cases: dict[str, TopLabelScores]
+    cases: dict[str, scores.TopLabelScores]
     intervals: Intervals | None = None
     paired: Paired | None = None
 
@@ -112,15 +106,6 @@ class ModelSummary:
     top_label: TopLabelSummary | None
     classwise: ClasswiseMetrics
     monai: MonaiECE | None = None
-
-
-@dataclass(frozen=True)
-class Sources:
-    """Input paths recorded in the report."""
-
-    dataset_json: Path
-    gt_folder: Path
-    truth_folder: Path | None
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,221 @@
+"""Probability archives (`CASE.npz` of `nnUNetv2_predict --save_probabilities`), read memory-safely and never
+unpickled: the `.npy` member's header is checked before any data are decompressed; then the values are
+checked once, in one place (`valid_probabilities`: check, raise, clip)."""
+
+from __future__ import annotations
+
+import math
+import zipfile
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+
+from nnunet_surgery.cases.errors import InputError, first_line
+from nnunet_surgery.cases.labels import LabelLayout
+
+__all__ = [
+    "MAX_ELEMENTS",
+    "PROBABILITIES_KEY",
+    "READ_CHUNK",
+    "check_probability_shape",
+    "load_probabilities",
+    "load_valid_probabilities",
+    "valid_probabilities",
+]
+
+PROBABILITIES_KEY = "probabilities"
+# Hard cap on the values one probability array may declare (2**33 float32 values = 32 GiB), whatever the
+# caller's shape check says. Label images (references, masks) are capped at as many voxels: nnU-Net's
+# readers return them as float32 (the same 32 GiB), and a reference with more voxels could never be
+# matched by a probability map, which holds at least one value per voxel.
+MAX_ELEMENTS = 2**33
+# Bytes decompressed per read: the only buffer besides the array itself.
+READ_CHUNK = 1 << 24
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+_NPY_MAGIC = b"\x93NUMPY"
+
+
+@dataclass(frozen=True)
+class _ArrayHeader:
+    """What an .npy member declares before its data: shape, dtype and memory order."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    fortran_order: bool
+
+    @property
+    def nbytes(self) -> int:
+        return math.prod(self.shape) * self.dtype.itemsize
+
+
+def _check_archive_magic(path: Path, key: str) -> None:
+    try:
+        with path.open("rb") as handle:
+            magic = handle.read(6)
+    except OSError as error:
+        raise InputError(f"{path}: cannot read ({error.strerror or error})") from None
+    if not magic.startswith(_ZIP_MAGIC):
+        if magic[:1] == b"\x80":
+            problem = "is a Python pickle, not an npz archive (refused: pickles are never loaded)"
+        elif magic.startswith(_NPY_MAGIC):
+            problem = f"is a single .npy array, not an npz archive holding {key!r}"
+        else:
+            problem = "is not an npz (zip) archive (corrupt or wrong file)"
+        raise InputError(f"{path}: {problem}")
+
+
+def _read_header(path: Path, key: str, stream: IO[bytes]) -> _ArrayHeader:
+    """Parse the .npy header (only the header is decompressed) and refuse non-float or object dtypes."""
+    version = np.lib.format.read_magic(stream)
+    if version == (1, 0):
+        shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(stream)
+    elif version == (2, 0):
+        shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(stream)
+    else:
+        raise InputError(f"{path}: {key!r} has an unsupported .npy format version {version}")
+    if dtype.hasobject:
+        raise InputError(
+            f"{path}: {key!r} is a pickled object array (refused: pickled objects are never loaded)"
+        )
+    if not np.issubdtype(dtype, np.floating):
+        raise InputError(f"{path}: {key!r} must be a floating-point array, but has dtype {dtype}")
+    return _ArrayHeader(tuple(int(n) for n in shape), dtype, bool(fortran_order))
+
+
+def _read_data(path: Path, key: str, stream: IO[bytes], header: _ArrayHeader, declared: int) -> np.ndarray:
+    """Read exactly the bytes the header declares, in bounded chunks, into a fresh array."""
+    if math.prod(header.shape) > MAX_ELEMENTS:
+        raise InputError(
+            f"{path}: {key!r} declares {math.prod(header.shape)} values, more than the limit of {MAX_ELEMENTS}"
+        )
+    if header.nbytes > declared:
+        raise InputError(
+            f"{path}: {key!r} is truncated: its header declares {header.nbytes} bytes of data, the archive holds {declared}"
+        )
+    array = np.empty(header.shape[::-1] if header.fortran_order else header.shape, dtype=header.dtype)
+    buffer = memoryview(array.reshape(-1).view(np.uint8))
+    offset = 0
+    while offset < header.nbytes:
+        read = stream.readinto(buffer[offset : offset + READ_CHUNK])
+        if not read:
+            raise InputError(f"{path}: {key!r} is truncated after {offset} of {header.nbytes} bytes")
+        offset += read
+    if stream.read(1):
+        raise InputError(f"{path}: {key!r} holds more data than its header declares ({header.shape})")
+    return array.T if header.fortran_order else array
+
+
+def load_probabilities(
+    path: str | Path,
+    key: str = PROBABILITIES_KEY,
+    *,
+    check_shape: Callable[[tuple[int, ...]], None] | None = None,
+) -> np.ndarray:
+    """Load `key` from an npz archive written by `nnUNetv2_predict --save_probabilities`, memory-safely.
+
+    Nothing is unpickled: the `.npy` member's header is parsed first and an object dtype (a pickle) is
+    refused, as is any non-floating dtype. `check_shape` then sees the declared shape before any data is
+    decompressed (e.g. to refuse a shape that does not fit the reference); the data are read in chunks of
+    READ_CHUNK bytes into an array of exactly the declared size, at most MAX_ELEMENTS values, and a member
+    holding fewer or more bytes than declared (truncated, or a decompression bomb) is refused. The `.pkl`
+    file nnU-Net writes beside it is never opened.
+
+    Args:
+        path: the `CASE.npz` file.
+        key: array name inside the archive.
+        check_shape: raises InputError for a declared shape the caller cannot use.
+
+    Returns:
+        The floating-point array (C, *spatial), as stored.
+
+    Raises:
+        InputError: unreadable, corrupt, truncated, oversized, pickled, missing key, or a non-floating dtype.
+    """
+    path = Path(path)
+    _check_archive_magic(path, key)
+    member = f"{key}.npy"
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+            if member not in names:
+                found = sorted(name[: -len(".npy")] if name.endswith(".npy") else name for name in names)
+                raise InputError(f"{path}: no array {key!r} in the npz archive (found {found})")
+            info = archive.getinfo(member)
+            with archive.open(info) as stream:
+                header = _read_header(path, key, stream)
+                if check_shape is not None:
+                    check_shape(header.shape)
+                return _read_data(path, key, stream, header, info.file_size - stream.tell())
+    except InputError:
+        raise
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError, RuntimeError) as error:
+        raise InputError(f"{path}: corrupt npz archive ({first_line(error)})") from None
+
+
+def check_probability_shape(
+    path: Path, shape: tuple[int, ...], expected: tuple[int, ...], layout: LabelLayout
+) -> None:
+    """Refuse a probability array's (declared) shape unless it is `expected`, saying how it differs."""
+    if shape == expected:
+        return
+    if len(shape) != len(expected):
+        problem = f"has shape {shape} but the reference needs (C, *spatial) = {expected}: axis count differs"
+    elif shape[0] != expected[0]:
+        meaning = "one per region" if layout.region_based else "background + one per label"
+        problem = f"has {shape[0]} channels but dataset.json needs {expected[0]} ({meaning})"
+    elif sorted(shape[1:]) == sorted(expected[1:]):
+        problem = (
+            f"spatial shape {shape[1:]} is an axis permutation of the reference's {expected[1:]}: "
+            "axis order mismatch (expected the order nnU-Net's reader gives)"
+        )
+    else:
+        problem = f"spatial shape {shape[1:]} does not match the reference's {expected[1:]}"
+    raise InputError(f"{path}: {problem}")
+
+
+def valid_probabilities(path: str | Path, values: np.ndarray, *, softmax: bool, hint: str = "") -> np.ndarray:
+    """The one probability check: `values` (C, ...) read from `path` checked (finite, in [0, 1], softmax
+    channels summing to 1: `calibration.check_probabilities`) and clipped into [0, 1] where rounding put
+    them a hair outside (a clipped copy; `values` itself when nothing is outside).
+
+    Args:
+        path: the file the values come from, named in the error.
+        values: (C, ...) probabilities, channels first.
+        softmax: whether the channels must sum to 1.
+        hint: appended to the error (e.g. what the caller expected the map to be).
+
+    Raises:
+        InputError: NaN/inf, values outside [0, 1] beyond rounding, softmax sums off 1, naming `path`.
+    """
+    from nnunet_surgery.calibration import ProbabilityError, check_probabilities
+
+    try:
+        low, high = check_probabilities(values, softmax=softmax)
+    except ProbabilityError as error:
+        raise InputError(f"{path}: {error}{hint}") from None
+    return values if low >= 0.0 and high <= 1.0 else np.clip(values, 0.0, 1.0)
+
+
+def load_valid_probabilities(
+    path: str | Path,
+    *,
+    softmax: bool,
+    check_shape: Callable[[tuple[int, ...]], None] | None = None,
+    hint: str = "",
+) -> np.ndarray:
+    """`load_probabilities`, then `valid_probabilities` of the whole array.
+
+    Args:
+        path, check_shape: as `load_probabilities`.
+        softmax, hint: as `valid_probabilities`.
+
+    Raises:
+        InputError: as `load_probabilities`, or values the check refuses.
+    """
+    return valid_probabilities(
+        path, load_probabilities(path, check_shape=check_shape), softmax=softmax, hint=hint
+    )

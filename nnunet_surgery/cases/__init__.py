@@ -28,14 +28,7 @@ import importlib
 #: module -> the names it defines that the package hands on
 _NAMES = {
     "chunks": ("CHUNK_ELEMENTS", "voxel_chunks"),
-    "dataset": (
-        "DatasetInfo",
-        "check_file_ending",
-        "image_file_endings",
-        "load_dataset_json",
-        "read_json",
-        "reader_for",
-    ),
+    "dataset": ("DatasetInfo", "load_dataset_json", "read_json", "reader_for"),
     "errors": ("InputError", "check_count", "printable"),
     "folders": (
         "CaseFiles",

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hostile_files import UNREADABLE, make_unreadable, npy_header
 from peak_memory import measured_run
 from test_maps import _maps, _one_line, _two_cases
 
@@ -33,16 +34,10 @@ def test_maps_never_overwrites_its_inputs(tmp_path, capsys, out, relation):
         assert _snapshot(tmp_path) == before
 
 
-@pytest.mark.parametrize("kind", ["dangling", "loop", "folder"])
+@pytest.mark.parametrize("kind", UNREADABLE)
 def test_a_named_but_unreadable_case_is_an_error(tmp_path, capsys, kind):
     gt, folders, _, dataset = _two_cases(tmp_path, members=2)
-    bad = folders[1] / "case_c.npz"
-    if kind == "dangling":
-        bad.symlink_to(tmp_path / "missing.npz")
-    elif kind == "loop":
-        bad.symlink_to(bad)
-    else:
-        bad.mkdir()
+    make_unreadable(folders[1] / "case_c.npz", kind, tmp_path / "missing.npz")
     out = tmp_path / "new" / "deep" / "maps"
     assert _maps(*map(str, folders), "-ref", str(gt), "-djfile", str(dataset), "-o", str(out)) == 2
     _one_line(capsys, "case_c.npz", "prediction file of case case_c")
@@ -97,13 +92,7 @@ def test_a_bomb_of_another_shape_is_refused_from_its_header(tmp_path):
     header_only.mkdir()
     with zipfile.ZipFile(header_only / "case_a.npz", "w", zipfile.ZIP_DEFLATED) as archive:
         with archive.open("probabilities.npy", "w", force_zip64=True) as member:
-            import io
-
-            stream = io.BytesIO()
-            np.lib.format.write_array_header_1_0(
-                stream, {"descr": "<f4", "fortran_order": False, "shape": (3, 64, 1024, 1024)}
-            )
-            member.write(stream.getvalue())
+            member.write(npy_header((3, 64, 1024, 1024)))
             block = bytes(1 << 24)
             for _ in range(48):
                 member.write(block)

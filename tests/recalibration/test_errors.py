@@ -138,14 +138,6 @@ def test_fit_keeps_an_existing_calibrator_and_checks_the_output_first(overconfid
 # --- apply -------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def fitted(overconfident, tmp_path):
-    data = overconfident(2, 2.0, SHAPES)
-    calibrator = tmp_path / "calibrator.json"
-    assert run_recalibrate(*_fit_args(data, calibrator)) == 0
-    return data, calibrator
-
-
 def _edit(content: dict, change) -> dict:
     content = json.loads(json.dumps(content))
     change(content)

@@ -5,12 +5,11 @@ and write nothing, not even their output folder."""
 from __future__ import annotations
 
 import json
-import struct
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hostile_files import lying_directory, make_unreadable
 from test_errors import SHAPES, _snapshot
 
 from nnunet_surgery.cli import main
@@ -55,13 +54,13 @@ def _huge_number(data, calibrator: Path, tmp_path: Path):
 
 def _dangling_case(data, calibrator: Path, tmp_path: Path):
     (data.folds[0] / "case_000.npz").unlink()
-    (data.folds[0] / "case_000.npz").symlink_to(tmp_path / "gone.npz")
+    make_unreadable(data.folds[0] / "case_000.npz", "dangling", tmp_path / "gone.npz")
     return "case_000.npz", False
 
 
 def _case_folder(data, calibrator: Path, tmp_path: Path):
     (data.folds[0] / "case_000.npz").unlink()
-    (data.folds[0] / "case_000.npz").mkdir()
+    make_unreadable(data.folds[0] / "case_000.npz", "folder", tmp_path)
     return "a folder, not a file", False
 
 
@@ -74,18 +73,7 @@ def _newline_name(data, calibrator: Path, tmp_path: Path):
 
 def _lying_directory(data, calibrator: Path, tmp_path: Path):
     """case_000.npz declares ~2 GiB in its header and zip directory, holds 4 KB."""
-    import io
-
-    stream = io.BytesIO()
-    shape = (2, 2**28 - 1024)
-    np.lib.format.write_array_header_1_0(stream, {"descr": "<f4", "fortran_order": False, "shape": shape})
-    path = data.folds[0] / "case_000.npz"
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr("probabilities.npy", stream.getvalue() + bytes(4096))
-    content = bytearray(path.read_bytes())
-    central = content.index(b"PK\x01\x02")
-    content[central + 24 : central + 28] = struct.pack("<I", len(stream.getvalue()) + 8 * shape[1])
-    path.write_bytes(bytes(content))
+    lying_directory(data.folds[0] / "case_000.npz", (2, 2**28 - 1024))
     return "case_000.npz", False
 
 

@@ -6,26 +6,16 @@ from __future__ import annotations
 
 import json
 import os
-import struct
-import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
+from hostile_files import UNREADABLE, lying_directory, make_unreadable, zip_bomb
 from peak_memory import measured_run
 from recalibrate_cli import run_recalibrate
 from test_errors import SHAPES, _fit_args, _one_line_error, _snapshot
 
 from nnunet_surgery.cases.dataset import image_file_endings
 from nnunet_surgery.recalibration.calibrator import BIAS_LIMIT, TEMPERATURE_RANGE
-
-
-@pytest.fixture
-def fitted(overconfident, tmp_path):
-    data = overconfident(2, 2.0, SHAPES)
-    calibrator = tmp_path / "calibrator.json"
-    assert run_recalibrate(*_fit_args(data, calibrator)) == 0
-    return data, calibrator
 
 
 def _vector(content: dict) -> None:
@@ -108,49 +98,11 @@ def test_a_segmentation_name_that_is_no_file_is_an_error(fitted, tmp_path, capsy
 # --- npz archives that lie about their size ----------------------------------------------------------------
 
 
-def _npy_header(shape: tuple[int, ...]) -> bytes:
-    import io
-
-    stream = io.BytesIO()
-    header = {"descr": "<f4", "fortran_order": False, "shape": shape}
-    np.lib.format.write_array_header_1_0(stream, header)
-    return stream.getvalue()
-
-
-def _lying_directory(path: Path, shape: tuple[int, ...]) -> None:
-    """An npz whose .npy header and zip directory both declare `shape` (float32) while the member holds
-    4 KB: the directory's uncompressed size is patched (it must stay below 4 GiB: no zip64 record)."""
-    header = _npy_header(shape)
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr("probabilities.npy", header + bytes(4096))
-    data = bytearray(path.read_bytes())
-    size = len(header) + 4 * int(np.prod(shape))
-    assert size < 2**32
-    central = data.index(b"PK\x01\x02")
-    data[central + 24 : central + 28] = struct.pack("<I", size)  # central directory: uncompressed size
-    data[22:26] = struct.pack("<I", size)  # local header: uncompressed size
-    path.write_bytes(bytes(data))
-    with zipfile.ZipFile(path) as archive:
-        assert archive.getinfo("probabilities.npy").file_size == size
-
-
-def _bomb(path: Path, shape: tuple[int, ...]) -> None:
-    """A valid npz of zeros (`shape`, float32): deflate shrinks it about 1000-fold; written in 16 MiB steps."""
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
-        with archive.open("probabilities.npy", "w", force_zip64=True) as member:
-            member.write(_npy_header(shape))
-            left = 4 * int(np.prod(shape))
-            block = bytes(1 << 24)
-            while left:
-                member.write(block[: min(left, len(block))])
-                left -= min(left, len(block))
-
-
 def test_a_lying_zip_directory_is_refused_from_the_header_in_one_line(fitted, tmp_path):
     data, calibrator = fitted
     folder = tmp_path / "lying"
     folder.mkdir()
-    _lying_directory(folder / "case_000.npz", (2, 2**29 - 1024))  # ~4 GiB declared, 4 KB held
+    lying_directory(folder / "case_000.npz", (2, 2**29 - 1024))  # ~4 GiB declared, 4 KB held
     valid = measured_run(
         "recalibrate", "apply", str(calibrator), str(data.folds[0]), "-o", str(tmp_path / "v")
     )
@@ -169,7 +121,7 @@ def test_a_zip_bomb_costs_the_memory_of_its_array_once(fitted, tmp_path):
     folder = tmp_path / "bomb"
     folder.mkdir()
     shape = (2, 32, 1024, 1024)
-    _bomb(folder / "case_000.npz", shape)
+    zip_bomb(folder / "case_000.npz", shape)
     assert os.path.getsize(folder / "case_000.npz") < (1 << 20)
     valid = measured_run(
         "recalibrate", "apply", str(calibrator), str(data.folds[0]), "-o", str(tmp_path / "v")
@@ -216,16 +168,10 @@ def test_apply_never_deletes_its_calibrator_or_predictions(fitted, tmp_path, cap
 # --- cases named but unreadable, skipped files said, repeated folders, messages ----------------------------
 
 
-@pytest.mark.parametrize("kind", ["dangling", "loop", "folder"])
+@pytest.mark.parametrize("kind", UNREADABLE)
 def test_fit_and_apply_refuse_a_named_but_unreadable_case(fitted, tmp_path, capsys, kind):
     data, calibrator = fitted
-    bad = data.folds[0] / "case_009.npz"
-    if kind == "dangling":
-        bad.symlink_to(tmp_path / "missing.npz")
-    elif kind == "loop":
-        bad.symlink_to(bad)
-    else:
-        bad.mkdir()
+    make_unreadable(data.folds[0] / "case_009.npz", kind, tmp_path / "missing.npz")
     assert run_recalibrate(*_fit_args(data, tmp_path / "c2.json")) == 2
     _one_line_error(capsys, "fit: error", "case_009.npz", "case_009")
     assert run_recalibrate("apply", str(calibrator), str(data.folds[0]), "-o", str(tmp_path / "o")) == 2

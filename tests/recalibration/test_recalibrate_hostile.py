@@ -116,7 +116,7 @@ def test_a_lying_zip_directory_is_refused_from_the_header_in_one_line(fitted, tm
 
 def test_a_zip_bomb_costs_the_memory_of_its_array_once(fitted, tmp_path):
     """256 MiB of zeros in 260 KB: refused (softmax sums of 0) after reading it into one array, checked a
-    chunk at a time, never whole (the whole-array check peaked at 7x the array)."""
+    chunk at a time, never whole (the whole-array check peaked at 3.5x the array)."""
     data, calibrator = fitted
     folder = tmp_path / "bomb"
     folder.mkdir()

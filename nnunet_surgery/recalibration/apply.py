@@ -55,6 +55,8 @@ class ApplyTask:
 def _check_shape(path: Path, shape: tuple[int, ...], calibrator: Calibrator) -> None:
     if len(shape) < 2:
         raise InputError(f"{path}: expected probabilities (C, *spatial), but the array has shape {shape}")
+    if 0 in shape[1:]:
+        raise InputError(f"{path}: the probability map holds no voxels (shape {shape})")
     if shape[0] != calibrator.n_channels:
         kind = "regions" if calibrator.region_based else "softmax channels"
         raise InputError(

@@ -87,6 +87,20 @@ def test_every_nnunet_image_ending_is_accepted_and_the_copy_never_overwrites_the
         assert sorted(p.name for p in out.iterdir()) == [f"{case}.npz" for case in sorted(data.probabilities)]
 
 
+@pytest.mark.parametrize(
+    ("shape", "expected"),
+    [((2, 0, 4, 4), "holds no voxels"), ((2,), "(C, *spatial)"), ((3, 2, 2, 2), "3 channels")],
+)
+def test_apply_refuses_maps_of_unusable_shapes(fitted, tmp_path, capsys, shape, expected):
+    _, calibrator = fitted
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    np.savez_compressed(folder / "case.npz", probabilities=np.full(shape, 0.5, np.float32))
+    assert run_recalibrate("apply", str(calibrator), str(folder), "-o", str(tmp_path / "o")) == 2
+    _one_line_error(capsys, "case.npz", expected)
+    assert not (tmp_path / "o").exists()
+
+
 def test_a_segmentation_name_that_is_no_file_is_an_error(fitted, tmp_path, capsys):
     data, calibrator = fitted
     (data.folds[0] / "case_001.nii.gz").symlink_to(tmp_path / "nowhere")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from nnunet_surgery.cases import (
     check_processes,
     iterate_cases,
     load_probabilities,
+    printable,
 )
 from nnunet_surgery.cases.staging import check_output_apart, check_writable, staged_folder
 from nnunet_surgery.recalibration.calibrator import Calibrator, read_calibrator
@@ -104,6 +106,24 @@ def _segmentation(pred_folder: Path, case: str, calibrator: Calibrator) -> Path 
     return None
 
 
+def _say_not_copied(pred_folder: Path, sources: dict[str, Path], file_ending: str) -> None:
+    """One line on stderr naming the files of PRED_FOLDER that OUT_FOLDER will not hold (nnU-Net's `.pkl`
+    files, its json files, orphans); hidden files are said by `case_files`."""
+    written = {f"{case}{ending}" for case in sources for ending in (NPZ_ENDING, file_ending)}
+    left = sorted(
+        e.name for e in pred_folder.iterdir() if e.name not in written and not e.name.startswith(".")
+    )
+    if left:
+        shown = ", ".join(left[:3]) + (f" and {len(left) - 3} more" if len(left) > 3 else "")
+        print(
+            printable(
+                f"note: {pred_folder}: {len(left)} file(s) not copied ({shown}): OUT_FOLDER holds CASE.npz "
+                f"and CASE{file_ending} only (.pkl files are never read)"
+            ),
+            file=sys.stderr,
+        )
+
+
 def _case_name(task: ApplyTask) -> str:
     return task.case
 
@@ -143,6 +163,7 @@ def apply_calibrator(
     if out_folder.exists() and not out_folder.is_dir():
         raise InputError(f"{out_folder}: OUT_FOLDER exists and is not a folder")
     check_writable(out_folder, "OUT_FOLDER")
+    _say_not_copied(pred_folder, sources, calibrator.file_ending)
     with staged_folder(out_folder, overwrite=overwrite) as staging:
         tasks = []
         for case, source in sorted(sources.items()):

@@ -202,6 +202,22 @@ def test_hidden_files_are_left_out_and_said(fitted, tmp_path, capsys):
     assert not (tmp_path / "o" / "._case_000.npz").exists()
 
 
+def test_apply_says_which_files_it_does_not_copy(fitted, tmp_path, capsys):
+    data, calibrator = fitted
+    for name in ("case_000.pkl", "case_001.pkl", "plans.json", "case_000.nii.gz"):
+        (data.folds[0] / name).write_bytes(b"x")
+    assert run_recalibrate("apply", str(calibrator), str(data.folds[0]), "-o", str(tmp_path / "o")) == 0
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "3 file(s) not copied (case_000.pkl, case_001.pkl, plans.json)" in err, (
+        err
+    )
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [
+        "case_000.nii.gz",
+        "case_000.npz",
+        "case_001.npz",
+    ]
+
+
 def test_fit_names_a_folder_given_twice(overconfident, tmp_path, capsys):
     data = overconfident(2, 2.0, SHAPES)
     folder = data.folds[0]

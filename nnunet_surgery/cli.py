@@ -4,7 +4,8 @@ Each command module defines `HELP` (one line), `add_arguments(parser)` and `run(
 its heavy imports inside `run` so that `nnunet-surgery --help` stays fast. A command raises
 `nnunet_surgery.cases.InputError` for input it refuses; `main` alone catches it, prints it as one line
 `nnunet-surgery COMMAND: error: MESSAGE` (the parser's `prog`, e.g. `nnunet-surgery recalibrate fit`) and
-returns 2, as argparse does for a bad argument.
+returns 2, as argparse does for a bad argument; an unrecognized argument is told by the subcommand's parser
+too (argparse's own top-level parser would name only `nnunet-surgery`).
 """
 
 from __future__ import annotations
@@ -38,14 +39,16 @@ def _build_parser() -> argparse.ArgumentParser:
         module = importlib.import_module(f"nnunet_surgery.commands.{module_name}")
         command_parser = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(command_parser)
-        command_parser.set_defaults(_run=module.run, _prog=command_parser.prog)
+        command_parser.set_defaults(_run=module.run, _prog=command_parser.prog, _parser=command_parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse `argv` (default: `sys.argv[1:]`), run the subcommand and return its exit code: 2 for input it
     refuses, told in one line on stderr."""
-    args = _build_parser().parse_args(argv)
+    args, unknown = _build_parser().parse_known_args(argv)
+    if unknown:  # told by the subcommand's parser: `nnunet-surgery maps: error: unrecognized arguments: ...`
+        args._parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return int(args._run(args) or 0)
     except InputError as error:

@@ -11,7 +11,8 @@
     chunks        the voxels of a case a slice at a time
     slices        one 2D slice of a case (the report's gallery)
     pool          cases mapped over worker processes, in order, without a hang when a worker dies
-    staging       outputs written whole: a staging file or folder renamed into place
+    staging       outputs written whole: a staging file or folder renamed into place; an output never
+                  the same as, holding or inside an input
 
 `report/`, `recalibration/` and `maps/` stand on this layer side by side and import nothing from each
 other. Every name below is importable from the package (`from nnunet_surgery.cases import CaseTask`);
@@ -28,7 +29,7 @@ import importlib
 _NAMES = {
     "chunks": ("CHUNK_ELEMENTS", "voxel_chunks"),
     "dataset": ("DatasetInfo", "load_dataset_json", "read_json", "reader_for"),
-    "errors": ("InputError", "check_count"),
+    "errors": ("InputError", "check_count", "printable"),
     "folders": (
         "CaseFiles",
         "collect_cases",
@@ -43,6 +44,7 @@ _NAMES = {
     "labels": ("LabelLayout", "label_layout"),
     "npz": (
         "PROBABILITIES_KEY",
+        "check_probabilities_by_chunk",
         "check_probability_shape",
         "load_probabilities",
         "load_valid_probabilities",
@@ -51,6 +53,13 @@ _NAMES = {
     "pool": ("WorkerPool", "check_processes", "iterate_cases", "ordered_map", "read_ahead"),
     "reading": ("CaseTask", "PreparedCase", "Reference", "load_model", "prepare_case", "read_reference"),
     "roi": ("RoiSpec", "check_roi", "parse_roi", "roi_mask"),
+    "staging": (
+        "check_output_apart",
+        "check_writable",
+        "staged_folder",
+        "staging_folder",
+        "write_text_atomic",
+    ),
 }
 _MODULE_OF = {name: module for module, names in _NAMES.items() for name in names}
 

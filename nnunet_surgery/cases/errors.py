@@ -5,20 +5,35 @@ reading backend raised."""
 from __future__ import annotations
 
 import re
+import unicodedata
 
-__all__ = ["InputError", "backend_message", "check_count", "first_line"]
+__all__ = ["InputError", "backend_message", "check_count", "first_line", "printable"]
 
 
 class InputError(Exception):
     """Input a command refuses (missing or malformed files, inconsistent folders, bad options): the one
     error type of every command (`ReportError` and `DemoError` are its earlier names).
 
-    The message is a single line that starts with the offending file, folder or argument; `cli.main`
+    The message is a single line that starts with the offending file, folder or argument (control
+    characters in it escaped by `printable`, runs of spaces collapsed); `cli.main`
     prints it as `nnunet-surgery COMMAND: error: <message>` and exits with status 2.
     """
 
     def __init__(self, message: str) -> None:
-        super().__init__(" ".join(str(message).split()))
+        super().__init__(re.sub(" {2,}", " ", printable(message)).strip())
+
+
+#: control characters, line and paragraph separators: shown escaped, never as a line break
+_BREAKING = ("Cc", "Zl", "Zp")
+
+
+def printable(text: object) -> str:
+    """`text` with every control character escaped as Python's `repr` writes it (a newline in a file name
+    shown as `\\n`, a tab as `\\t`, others as `\\x..`): the one way the package shows a name that came from
+    the user's files, so that a message stays one line and names exactly the file it means."""
+    return "".join(
+        repr(char)[1:-1] if unicodedata.category(char) in _BREAKING else char for char in str(text)
+    )
 
 
 def check_count(name: str, value: object, minimum: int, what: str) -> int:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import stat
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from nnunet_surgery.cases.errors import InputError
+from nnunet_surgery.cases.errors import InputError, printable
 
 __all__ = [
     "IMAGE_SUFFIX",
@@ -44,24 +46,58 @@ class CaseFiles:
     mask: Path | None = None
 
 
+def _hidden(name: str, ending: str) -> bool:
+    return name.startswith(".") or name == ending
+
+
+def _unreadable(entry: Path) -> str | None:
+    """Why `entry` (a name in a folder) cannot be read as a file, or None when it can."""
+    try:
+        mode = entry.stat().st_mode  # follows symbolic links
+    except OSError as error:  # a dangling symlink, a symlink loop, no permission
+        kind = "a symbolic link that cannot be followed" if entry.is_symlink() else "unreadable"
+        return f"{kind} ({error.strerror or error})"
+    if stat.S_ISDIR(mode):
+        return "a folder, not a file"
+    if not stat.S_ISREG(mode):
+        return "not a regular file (a pipe, socket or device)"
+    return None
+
+
 def case_files(folder: str | Path, ending: str, what: str) -> dict[str, Path]:
-    """`{case: path}` of the files `CASE{ending}` in `folder` (hidden files left out).
+    """`{case: path}` of the files `CASE{ending}` in `folder`.
+
+    Every such name is a case the user gave: one that cannot be read as a file (a dangling symbolic link, a
+    symlink loop, a folder named `CASE.npz`, a pipe) is an error, never a skip. Hidden names (`.CASE.npz`,
+    e.g. macOS's `._CASE.npz`) are left out, and said: one line on stderr.
 
     Args:
         what: what the folder holds, for the error message ("reference", "prediction", ...).
 
     Raises:
-        InputError: the folder is missing, not a folder, or holds no such file.
+        InputError: the folder is missing, not a folder, holds an unreadable `CASE{ending}`, or no such file.
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(f"{folder}: {what} folder does not exist or is not a folder")
-    files = {
-        entry.name[: -len(ending)]: entry
-        for entry in folder.iterdir()
-        if entry.name.endswith(ending) and not entry.name.startswith(".") and entry.is_file()
-    }
-    files.pop("", None)
+    try:
+        entries = sorted(entry for entry in folder.iterdir() if entry.name.endswith(ending))
+    except OSError as error:
+        raise InputError(f"{folder}: cannot list the {what} folder ({error.strerror or error})") from None
+    hidden = [entry.name for entry in entries if _hidden(entry.name, ending)]
+    if hidden:
+        print(
+            printable(f"note: {folder}: left out {len(hidden)} hidden {what} file(s) ({_few(hidden)})"),
+            file=sys.stderr,
+        )
+    files = {}
+    for entry in entries:
+        if _hidden(entry.name, ending):
+            continue
+        problem = _unreadable(entry)
+        if problem is not None:
+            raise InputError(f"{entry}: {what} file of case {entry.name[: -len(ending)]} is {problem}")
+        files[entry.name[: -len(ending)]] = entry
     if not files:
         hint = " (write them with nnUNetv2_predict --save_probabilities)" if ending == NPZ_ENDING else ""
         raise InputError(f"{folder}: empty {what} folder, no *{ending} files{hint}")
@@ -153,7 +189,13 @@ def collect_pooled_cases(
     gt_folder = Path(gt_folder)
     references = case_files(gt_folder, file_ending, "reference")
     found: dict[str, Path] = {}
+    given: dict[Path, Path] = {}
     for folder in map(Path, pred_folders):
+        same = given.setdefault(folder.resolve(), folder)
+        if same is not folder:
+            raise InputError(
+                f"{folder}: VAL_PRED_FOLDER is given twice (as {same} too); give each fold's validation folder once"
+            )
         files = case_files(folder, NPZ_ENDING, "prediction")
         orphans = files.keys() - references.keys()
         if orphans:

@@ -73,6 +73,17 @@ def _as_members(value: object) -> tuple[int, ...]:
     return tuple(int(v) for v in values)
 
 
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_label_value(value: object) -> bool:
+    """An int label, or a region: a non-empty list of ints (what nnU-Net's dataset.json holds)."""
+    if isinstance(value, list):
+        return bool(value) and all(_is_int(v) for v in value)
+    return _is_int(value)
+
+
 def label_layout(
     labels: dict, regions_class_order: list[int] | None, source: str = "dataset.json"
 ) -> LabelLayout:
@@ -91,6 +102,17 @@ def label_layout(
 
     if not isinstance(labels, dict) or not labels:
         raise InputError(f"{source}: 'labels' must be a non-empty dict of name -> label value(s)")
+    for name, value in labels.items():
+        if not _is_label_value(value):
+            raise InputError(
+                f"{source}: label {name!r} must be an integer or a list of integers (a region), but is {value!r}"
+            )
+    if regions_class_order is not None and not (
+        isinstance(regions_class_order, list) and all(_is_int(v) for v in regions_class_order)
+    ):
+        raise InputError(
+            f"{source}: 'regions_class_order' must be a list of integers, but is {regions_class_order!r}"
+        )
     try:
         manager = LabelManager(labels, regions_class_order)
         ignore_label = manager.ignore_label

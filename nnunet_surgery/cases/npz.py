@@ -18,9 +18,11 @@ from nnunet_surgery.cases.errors import InputError, first_line
 from nnunet_surgery.cases.labels import LabelLayout
 
 __all__ = [
+    "DEFLATE_MAX_RATIO",
     "MAX_ELEMENTS",
     "PROBABILITIES_KEY",
     "READ_CHUNK",
+    "check_probabilities_by_chunk",
     "check_probability_shape",
     "load_probabilities",
     "load_valid_probabilities",
@@ -35,6 +37,12 @@ PROBABILITIES_KEY = "probabilities"
 MAX_ELEMENTS = 2**33
 # Bytes decompressed per read: the only buffer besides the array itself.
 READ_CHUNK = 1 << 24
+# Most bytes deflate can expand one compressed byte into (its format's limit is 1032:1): a member whose
+# header declares more data than its compressed size could ever hold is refused before anything is
+# allocated, whatever the zip directory claims.
+DEFLATE_MAX_RATIO = 1032
+# numpy writes npz members stored or deflated; other methods (bzip2, lzma) are refused.
+_METHODS = {zipfile.ZIP_STORED: 1, zipfile.ZIP_DEFLATED: DEFLATE_MAX_RATIO}
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 _NPY_MAGIC = b"\x93NUMPY"
 
@@ -86,8 +94,11 @@ def _read_header(path: Path, key: str, stream: IO[bytes]) -> _ArrayHeader:
     return _ArrayHeader(tuple(int(n) for n in shape), dtype, bool(fortran_order))
 
 
-def _read_data(path: Path, key: str, stream: IO[bytes], header: _ArrayHeader, declared: int) -> np.ndarray:
-    """Read exactly the bytes the header declares, in bounded chunks, into a fresh array."""
+def _check_size(path: Path, key: str, info: zipfile.ZipInfo, header: _ArrayHeader, declared: int) -> None:
+    """Refuse, from the headers alone, an array larger than MAX_ELEMENTS, larger than the zip directory says
+    the member holds (`declared` bytes after the .npy header), or larger than the member's compressed bytes
+    could decompress to (the directory's compressed size, at most the file's size, times the method's
+    largest ratio): a lying zip directory or a decompression bomb is refused before any allocation."""
     if math.prod(header.shape) > MAX_ELEMENTS:
         raise InputError(
             f"{path}: {key!r} declares {math.prod(header.shape)} values, more than the limit of {MAX_ELEMENTS}"
@@ -96,6 +107,16 @@ def _read_data(path: Path, key: str, stream: IO[bytes], header: _ArrayHeader, de
         raise InputError(
             f"{path}: {key!r} is truncated: its header declares {header.nbytes} bytes of data, the archive holds {declared}"
         )
+    compressed = min(info.compress_size, path.stat().st_size)
+    if header.nbytes > compressed * _METHODS[info.compress_type] + READ_CHUNK:
+        raise InputError(
+            f"{path}: {key!r} declares {header.nbytes} bytes of data, more than its {compressed} compressed "
+            "bytes can hold (a corrupt archive or a decompression bomb)"
+        )
+
+
+def _read_data(path: Path, key: str, stream: IO[bytes], header: _ArrayHeader) -> np.ndarray:
+    """Read exactly the bytes the header declares, in bounded chunks, into a fresh array."""
     array = np.empty(header.shape[::-1] if header.fortran_order else header.shape, dtype=header.dtype)
     buffer = memoryview(array.reshape(-1).view(np.uint8))
     offset = 0
@@ -120,8 +141,10 @@ def load_probabilities(
     Nothing is unpickled: the `.npy` member's header is parsed first and an object dtype (a pickle) is
     refused, as is any non-floating dtype. `check_shape` then sees the declared shape before any data is
     decompressed (e.g. to refuse a shape that does not fit the reference); the data are read in chunks of
-    READ_CHUNK bytes into an array of exactly the declared size, at most MAX_ELEMENTS values, and a member
-    holding fewer or more bytes than declared (truncated, or a decompression bomb) is refused. The `.pkl`
+    READ_CHUNK bytes into an array of exactly the declared size, at most MAX_ELEMENTS values and at most what
+    the member's compressed bytes can hold (`_check_size`: a lying zip directory or a bomb is refused from
+    the headers), and a member holding fewer or more bytes than declared (truncated, or a decompression bomb)
+    is refused. The `.pkl`
     file nnU-Net writes beside it is never opened.
 
     Args:
@@ -145,11 +168,17 @@ def load_probabilities(
                 found = sorted(name[: -len(".npy")] if name.endswith(".npy") else name for name in names)
                 raise InputError(f"{path}: no array {key!r} in the npz archive (found {found})")
             info = archive.getinfo(member)
+            if info.compress_type not in _METHODS:
+                raise InputError(
+                    f"{path}: {key!r} is compressed with zip method {info.compress_type} (numpy writes only "
+                    "stored or deflated archives)"
+                )
             with archive.open(info) as stream:
                 header = _read_header(path, key, stream)
                 if check_shape is not None:
                     check_shape(header.shape)
-                return _read_data(path, key, stream, header, info.file_size - stream.tell())
+                _check_size(path, key, info, header, info.file_size - stream.tell())
+                return _read_data(path, key, stream, header)
     except InputError:
         raise
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError, RuntimeError) as error:
@@ -198,6 +227,21 @@ def valid_probabilities(path: str | Path, values: np.ndarray, *, softmax: bool, 
     except ProbabilityError as error:
         raise InputError(f"{path}: {error}{hint}") from None
     return values if low >= 0.0 and high <= 1.0 else np.clip(values, 0.0, 1.0)
+
+
+def check_probabilities_by_chunk(
+    path: str | Path, values: np.ndarray, *, softmax: bool, hint: str = "", chunk_elements: int | None = None
+) -> None:
+    """`valid_probabilities` of a `(C, N)` array, a chunk of voxels at a time: the check's temporaries stay
+    chunk-sized, whatever the size of the map (values a hair outside [0, 1] are left to the caller's use).
+
+    Raises:
+        InputError: as `valid_probabilities`, for the first chunk that fails.
+    """
+    from nnunet_surgery.cases.chunks import CHUNK_ELEMENTS, voxel_chunks
+
+    for chunk in voxel_chunks(values.shape[1], values.shape[0], chunk_elements or CHUNK_ELEMENTS):
+        valid_probabilities(path, values[:, chunk], softmax=softmax, hint=hint)
 
 
 def load_valid_probabilities(

@@ -12,12 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from nnunet_surgery.cases.chunks import voxel_chunks
 from nnunet_surgery.cases.errors import InputError
 from nnunet_surgery.cases.folders import CaseFiles
 from nnunet_surgery.cases.label_images import read_label_image
 from nnunet_surgery.cases.labels import LabelLayout
-from nnunet_surgery.cases.npz import check_probability_shape, load_probabilities, valid_probabilities
+from nnunet_surgery.cases.npz import check_probabilities_by_chunk, check_probability_shape, load_probabilities
 from nnunet_surgery.cases.roi import RoiSpec, roi_mask
 
 __all__ = ["CaseTask", "PreparedCase", "Reference", "load_model", "prepare_case", "read_reference"]
@@ -108,8 +107,7 @@ def _load_checked(path: Path, reference: Reference, layout: LabelLayout) -> np.n
 
 def _check_values(path: Path, flat: np.ndarray, layout: LabelLayout) -> None:
     """`valid_probabilities` of `flat` (C, N), chunk by chunk (the temporaries stay chunk-sized)."""
-    for chunk in voxel_chunks(flat.shape[1], layout.n_channels):
-        valid_probabilities(path, flat[:, chunk], softmax=layout.softmax)
+    check_probabilities_by_chunk(path, flat, softmax=layout.softmax)
 
 
 def load_model(paths: tuple[Path, ...], reference: Reference, layout: LabelLayout) -> np.ndarray:

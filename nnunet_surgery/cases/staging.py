@@ -10,15 +10,17 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from nnunet_surgery.cases.errors import InputError
 
 __all__ = [
+    "check_output_apart",
     "check_writable",
     "default_dir_mode",
+    "made_parents",
     "move_folder_into_place",
     "staged_folder",
     "staging_folder",
@@ -51,6 +53,40 @@ def check_writable(path: str | Path, what: str = "OUT_DIR") -> None:
         raise InputError(
             f"{path}: {what} cannot be written ({error.strerror or error} in {ancestor})"
         ) from None
+
+
+def check_output_apart(
+    output: str | Path, inputs: Iterable[str | Path | None], what: str = "OUT_DIR"
+) -> None:
+    """Refuse an output that is one of the command's inputs, holds one (replacing the output folder with
+    --overwrite would delete it) or lies inside one (writing it would change the input), with or without
+    --overwrite: the one check of every command, before anything is written. Paths are compared resolved
+    (symbolic links followed), so that another spelling of the same folder is caught.
+
+    Args:
+        output: the output file or folder.
+        inputs: every file and folder the command reads (None entries are ignored).
+        what: how the error names the output ("OUT_DIR", "-o CALIBRATOR.json").
+
+    Raises:
+        InputError: `OUTPUT: WHAT must not be, hold or lie inside an input (INPUT)`.
+    """
+    out = Path(os.path.realpath(output))
+    for given in inputs:
+        if given is None:
+            continue
+        source = Path(os.path.realpath(given))
+        if out == source:
+            relation = "is the input"
+        elif out in source.parents:
+            relation = "holds the input"
+        elif source in out.parents:
+            relation = "lies inside the input"
+        else:
+            continue
+        raise InputError(
+            f"{output}: {what} {relation} {given} (an output must not be, hold or lie inside an input)"
+        )
 
 
 def default_dir_mode() -> int:
@@ -115,9 +151,19 @@ def staging_folder(
 
 
 @contextmanager
-def staged_folder(out_dir: str | Path, *, overwrite: bool, what: str = "the output folder") -> Iterator[Path]:
+def staged_folder(
+    out_dir: str | Path,
+    *,
+    overwrite: bool,
+    what: str = "the output folder",
+    place: Callable[[Path, Path], None] = move_folder_into_place,
+) -> Iterator[Path]:
     """`staging_folder` for a command's output folder: refused where it exists unless `overwrite`, and any
-    failure to write it a one-line error naming it (`what`).
+    failure to write it a one-line error naming it (`what`). Parent folders it had to create are removed
+    again when the block fails (`made_parents`).
+
+    Args:
+        place: how the finished staging folder is put in place (as `staging_folder`).
 
     Raises:
         InputError: `out_dir` exists and `overwrite` is False, or the folder cannot be created or written.
@@ -125,9 +171,34 @@ def staged_folder(out_dir: str | Path, *, overwrite: bool, what: str = "the outp
     out_dir = Path(out_dir).absolute()
     if out_dir.exists() and not overwrite:
         raise InputError(f"{out_dir}: {what} exists; pass --overwrite to replace it")
+    with made_parents(out_dir):
+        try:
+            with staging_folder(out_dir, place) as staging:
+                yield staging
+        except OSError as error:
+            raise InputError(f"{out_dir}: cannot write {what} ({error.strerror or error})") from None
+
+
+@contextmanager
+def made_parents(path: str | Path) -> Iterator[None]:
+    """The missing parent folders of `path` created for the `with` block, and removed again (those still
+    empty) when it fails: a failed command leaves no folder behind.
+
+    Raises:
+        InputError: a parent cannot be created.
+    """
+    path = Path(path).absolute()
+    missing = [parent for parent in path.parents if not parent.exists()]
     try:
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        with staging_folder(out_dir) as staging:
-            yield staging
+        path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise InputError(f"{out_dir}: cannot write {what} ({error.strerror or error})") from None
+        raise InputError(f"{path}: cannot create its folder ({error.strerror or error})") from None
+    try:
+        yield
+    except BaseException:
+        for parent in missing:  # deepest first
+            try:
+                parent.rmdir()
+            except OSError:
+                break
+        raise

@@ -47,6 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from nnunet_surgery.cases import printable
     from nnunet_surgery.maps.export import export_maps
 
     if args.reference is None:
@@ -62,5 +63,5 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         progress=args.progress,
     )
-    print(f"wrote {args.output} ({len(cases)} case(s), {len(pred_folders)} folder(s) each)")
+    print(f"wrote {printable(args.output)} ({len(cases)} case(s), {len(pred_folders)} folder(s) each)")
     return 0

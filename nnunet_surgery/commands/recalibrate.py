@@ -32,7 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     fit = actions.add_parser("fit", help=_FIT_HELP, description=_FIT_HELP)
-    fit.set_defaults(_prog=fit.prog)  # errors name the action: `nnunet-surgery recalibrate fit: error: ...`
+    # errors name the action: `nnunet-surgery recalibrate fit: error: ...`
+    fit.set_defaults(_prog=fit.prog, _parser=fit)
     fit.add_argument("gt_folder", metavar="GT_FOLDER", help="reference segmentations CASE{file_ending}")
     fit.add_argument(
         "pred_folders",
@@ -59,7 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(fit, overwrite="replace an existing CALIBRATOR.json", progress="no progress output")
 
     apply = actions.add_parser("apply", help=_APPLY_HELP, description=_APPLY_HELP)
-    apply.set_defaults(_prog=apply.prog)
+    apply.set_defaults(_prog=apply.prog, _parser=apply)
     apply.add_argument("calibrator", metavar="CALIBRATOR.json", help="a calibrator of `recalibrate fit`")
     apply.add_argument(
         "pred_folder", metavar="PRED_FOLDER", help="CASE.npz of nnUNetv2_predict --save_probabilities"
@@ -68,17 +69,51 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(apply, overwrite="replace an existing OUT_FOLDER")
 
 
+def _channel_name(calibrator, channel: int) -> str:
+    """A probability channel named as dataset.json names it (softmax channel 0 is the background)."""
+    if calibrator.region_based:
+        return calibrator.names[channel]
+    return "background" if channel == 0 else calibrator.names[channel - 1]
+
+
+def _bound_warning(calibrator, method: str) -> str | None:
+    """What a temperature at its limit (1 / SCALE_MIN) means, naming the channels, or None."""
+    from nnunet_surgery.recalibration.objective import SCALE_MIN
+
+    limit = 1.0 / SCALE_MIN
+    at_limit = [k for k, t in enumerate(calibrator.temperatures) if t >= limit * (1 - 1e-9)]
+    if not at_limit:
+        return None
+    if method == "temperature" or len(at_limit) == len(calibrator.temperatures):
+        return (
+            f"warning: the temperature stopped at its limit of {limit:g}: the validation probabilities carry "
+            "(almost) no information on the labels, or rank voxels against them (an undertrained model?)"
+        )
+    names = ", ".join(f"{k} ({_channel_name(calibrator, k)!r})" for k in at_limit)
+    reason = (
+        "its logits add nothing the other channels' logits do not already carry (softmax channels are "
+        "redundant: here the fit works through the others)"
+        if not calibrator.region_based
+        else "its probabilities carry (almost) no information on its region's labels"
+    )
+    return (
+        f"warning: the temperature of channel {names} stopped at its limit of {limit:g} (its logits scaled to ~0): "
+        f"{reason}; compare with --method temperature"
+    )
+
+
 def _fit(args: argparse.Namespace, num_processes: int) -> str:
     from pathlib import Path
 
-    from nnunet_surgery.cases import InputError
-    from nnunet_surgery.cases.staging import check_writable
+    from nnunet_surgery.cases import InputError, printable
+    from nnunet_surgery.cases.staging import check_output_apart, check_writable, made_parents
     from nnunet_surgery.recalibration.fit import fit_calibrator
-    from nnunet_surgery.recalibration.objective import SCALE_MIN
 
     output = Path(args.output)
     if output.is_dir():
         raise InputError(f"{output}: -o must be a file (CALIBRATOR.json), but is a folder")
+    mask = args.roi.folder if getattr(args.roi, "kind", None) == "mask" else None
+    check_output_apart(output, (args.gt_folder, *args.pred_folders, args.djfile, mask), "-o CALIBRATOR.json")
     if output.exists() and not args.overwrite:
         raise InputError(f"{output}: the calibrator exists; pass --overwrite to replace it")
     check_writable(output, "-o CALIBRATOR.json")
@@ -91,21 +126,19 @@ def _fit(args: argparse.Namespace, num_processes: int) -> str:
         num_processes=num_processes,
         progress=args.progress,
     )
-    output.parent.mkdir(parents=True, exist_ok=True)
-    calibrator.write(output)
+    with made_parents(output):
+        calibrator.write(output)
     fit = calibrator.fit
     shown = ", ".join(
         f"{t:.4g}" for t in calibrator.temperatures[: 1 if args.method == "temperature" else None]
     )
-    if fit.at_bound:
-        print(
-            f"warning: a temperature reached its limit of {1 / SCALE_MIN:g}: the validation probabilities carry "
-            "(almost) no information on the labels (an undertrained model?)",
-            file=sys.stderr,
-        )
+    warning = _bound_warning(calibrator, args.method)
+    if warning:
+        print(warning, file=sys.stderr)
+    # an NLL is >= 0; rounding can leave -1e-16 on separable data
     return (
-        f"wrote {output}: {args.method} T = {shown}; NLL {fit.nll_before:.5g} -> {fit.nll_after:.5g} nats/voxel "
-        f"on {fit.voxels} voxels of {fit.cases} case(s), {fit.passes} passes"
+        f"wrote {printable(output)}: {args.method} T = {shown}; NLL {max(fit.nll_before, 0.0):.5g} -> "
+        f"{max(fit.nll_after, 0.0):.5g} nats/voxel on {fit.voxels} voxels of {fit.cases} case(s), {fit.passes} passes"
     )
 
 
@@ -120,7 +153,9 @@ def _apply(args: argparse.Namespace, num_processes: int) -> str:
         num_processes=num_processes,
         progress=args.progress,
     )
-    return f"wrote {args.output} ({written} case(s))"
+    from nnunet_surgery.cases import printable
+
+    return f"wrote {printable(args.output)} ({written} case(s))"
 
 
 def run(args: argparse.Namespace) -> int:

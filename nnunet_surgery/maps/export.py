@@ -11,7 +11,8 @@ predictions of the same cases), `OUT_DIR/CASE/` receives, in the geometry of the
 
 Probabilities are read memory-safely (never unpickled; shapes checked against the reference before
 decompression) and their values checked once (`cases.valid_probabilities`); `.pkl` files are never read.
-Each case is written into a hidden folder that is renamed to `OUT_DIR/CASE` when complete (docs/maps.md).
+The whole run is written into a hidden staging folder beside OUT_DIR, put in place only when every case
+succeeded: a failure leaves OUT_DIR as it was, or absent (docs/maps.md).
 """
 
 from __future__ import annotations
@@ -35,7 +36,12 @@ from nnunet_surgery.cases import (
     load_valid_probabilities,
     reader_for,
 )
-from nnunet_surgery.cases.staging import check_writable, staged_folder
+from nnunet_surgery.cases.staging import (
+    check_output_apart,
+    check_writable,
+    move_folder_into_place,
+    staged_folder,
+)
 from nnunet_surgery.maps.geometry import read_geometry
 from nnunet_surgery.maps.uncertainty import EnsembleSums
 
@@ -64,8 +70,8 @@ class MapsTask:
         predictions: its `CASE.npz` in every folder.
         reader_class: nnU-Net's reader for the reference.
         layout: labels / regions of dataset.json.
-        out_dir: OUT_DIR (the case goes to `out_dir / case`).
-        overwrite: replace an existing `out_dir / case`.
+        out_dir: OUT_DIR, where the case's maps end up (`out_dir / case`), named in errors.
+        staging: the run's staging folder (the case is written to `staging / case`).
     """
 
     case: str
@@ -74,7 +80,7 @@ class MapsTask:
     reader_class: type
     layout: LabelLayout
     out_dir: Path
-    overwrite: bool
+    staging: Path
 
 
 def _member(path: Path, expected: tuple[int, ...], layout: LabelLayout) -> np.ndarray:
@@ -86,15 +92,12 @@ def _member(path: Path, expected: tuple[int, ...], layout: LabelLayout) -> np.nd
 
 
 def export_case(task: MapsTask) -> str:
-    """Write one case's maps into `out_dir/case` (whole or not at all); returns the case.
+    """Write one case's maps into `staging/case`; returns the case.
 
     Raises:
         InputError: unreadable, mismatched or invalid files, naming the file.
     """
     layout = task.layout
-    target = task.out_dir / task.case
-    if target.exists() and not task.overwrite:
-        raise InputError(f"{target}: exists; pass --overwrite to replace it")
     geometry = read_geometry(task.reader_class, task.reference)
     expected = (layout.n_channels, *geometry.shape)
     sums = EnsembleSums(softmax=layout.softmax)
@@ -105,9 +108,15 @@ def export_case(task: MapsTask) -> str:
     arrays = [maps.mean[channel] for channel in layout.channels] + [maps.entropy]
     if maps.members > 1:
         arrays += [maps.std[channel] for channel in layout.channels] + [maps.mutual_information]
-    with staged_folder(target, overwrite=task.overwrite, what="the case's maps") as staging:
+    target = task.staging / task.case
+    try:
+        target.mkdir()
         for name, array in zip(map_file_names(layout, maps.members), arrays, strict=True):
-            geometry.write(array, staging / name)
+            geometry.write(array, target / name)
+    except OSError as error:
+        raise InputError(
+            f"{task.out_dir / task.case}: cannot write the case's maps ({error.strerror or error})"
+        ) from None
     return task.case
 
 
@@ -143,8 +152,8 @@ def export_maps(
         The cases written.
 
     Raises:
-        InputError: any bad input or unwritable output, in one line, before or while a case is written
-            (cases finished before stay: each case folder is complete or absent).
+        InputError: any bad input or unwritable output, in one line; nothing is written then (the run is
+            staged beside OUT_DIR and put in place when every case succeeded: `_merge_into`).
     """
 
     if not pred_folders:
@@ -155,8 +164,7 @@ def export_maps(
     if len({folder.resolve() for folder in folders}) != len(folders):
         raise InputError("PRED_FOLDER: a prediction folder is given twice")
     out_dir = Path(out_dir)
-    if out_dir.resolve() in {folder.resolve() for folder in (*folders, Path(reference_folder))}:
-        raise InputError(f"{out_dir}: OUT_DIR must not be an input folder")
+    check_output_apart(out_dir, (*folders, reference_folder, dataset_json))
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"{out_dir}: OUT_DIR exists and is not a folder")
     references = _reference_files(Path(reference_folder), dataset.file_ending)
@@ -181,17 +189,27 @@ def export_maps(
                 f"{out_dir}: already holds maps of {existing[0]}; pass --overwrite to replace them"
             )
     check_writable(out_dir, "OUT_DIR")
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise InputError(f"{out_dir}: cannot create OUT_DIR ({error.strerror or error})") from None
     reader_class = reader_for(dataset, references[cases[0]])
-    tasks = [
-        MapsTask(case, references[case], tuple(files[case] for files in members), reader_class, dataset.layout,
-                 out_dir.absolute(), overwrite)
-        for case in cases
-    ]  # fmt: skip
-    return list(iterate_cases(export_case, tasks, num_processes, _case_name, desc="maps", progress=progress))
+    # the whole run goes to a staging folder beside OUT_DIR, put in place only once every case succeeded
+    with staged_folder(out_dir, overwrite=True, what="OUT_DIR", place=_merge_into) as staging:
+        tasks = [
+            MapsTask(case, references[case], tuple(files[case] for files in members), reader_class,
+                     dataset.layout, out_dir.absolute(), staging)
+            for case in cases
+        ]  # fmt: skip
+        return list(
+            iterate_cases(export_case, tasks, num_processes, _case_name, desc="maps", progress=progress)
+        )
+
+
+def _merge_into(staging: Path, out_dir: Path) -> None:
+    """Put the finished staging folder in place: as OUT_DIR where there is none, else each case folder
+    moved into OUT_DIR (replacing that case's older maps; other cases' maps stay)."""
+    if not out_dir.exists():
+        move_folder_into_place(staging, out_dir)
+        return
+    for case in sorted(staging.iterdir()):
+        move_folder_into_place(case, out_dir / case.name)
 
 
 def _case_name(task: MapsTask) -> str:

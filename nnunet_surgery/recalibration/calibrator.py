@@ -16,11 +16,20 @@ from pathlib import Path
 import numpy as np
 
 from nnunet_surgery.cases import InputError, read_json, voxel_chunks
+from nnunet_surgery.cases.dataset import check_file_ending
 from nnunet_surgery.cases.staging import write_text_atomic
 from nnunet_surgery.recalibration.logits import logits_from_probabilities, probabilities_from_logits
-from nnunet_surgery.recalibration.objective import METHODS, Method, Parameters
+from nnunet_surgery.recalibration.objective import METHODS, SCALE_MIN, Method, Parameters
 
-__all__ = ["FORMAT", "VERSION", "Calibrator", "FitSummary", "read_calibrator"]
+__all__ = [
+    "BIAS_LIMIT",
+    "FORMAT",
+    "TEMPERATURE_RANGE",
+    "VERSION",
+    "Calibrator",
+    "FitSummary",
+    "read_calibrator",
+]
 
 #: values (channels x voxels) transformed at once: float64 logits of a few tens of MB per chunk
 TRANSFORM_CHUNK_ELEMENTS = 1 << 22
@@ -87,11 +96,13 @@ class Calibrator:
     def parameters(self) -> Parameters:
         return Parameters(self.method, self.n_channels, not self.region_based)
 
-    def transform(self, probabilities: np.ndarray) -> np.ndarray:
+    def transform(self, probabilities: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Recalibrated probabilities of one map.
 
         Args:
             probabilities: `(C, *spatial)` probabilities of this calibrator's layout, checked.
+            out: a C-contiguous array of the same shape and dtype written into (`probabilities` itself to
+                transform in place: each chunk of voxels is read before it is overwritten); default: a new one.
 
         Returns:
             `(C, *spatial)` probabilities in the input's dtype: `softmax(z / T + b)` or `sigmoid(z / T + b)`
@@ -99,7 +110,7 @@ class Calibrator:
         """
         softmax = not self.region_based
         flat = probabilities.reshape(probabilities.shape[0], -1)
-        out = np.empty(flat.shape, dtype=probabilities.dtype)
+        out = np.empty(flat.shape, dtype=probabilities.dtype) if out is None else out.reshape(flat.shape)
         scale = 1.0 / np.asarray(self.temperatures)[:, None]
         bias = np.asarray(self.biases)[:, None]
         for chunk in voxel_chunks(flat.shape[1], flat.shape[0], TRANSFORM_CHUNK_ELEMENTS):
@@ -130,30 +141,127 @@ class Calibrator:
         write_text_atomic(path, json.dumps(self.as_json(), indent=2) + "\n", "the calibrator")
 
 
-def _number(path: Path, key: str, value: object, *, positive: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise InputError(f"{path}: {key!r} must be a finite number, but is {value!r}")
-    if positive and not value > 0:
-        raise InputError(f"{path}: {key!r} must be positive, but is {value!r}")
-    return float(value)
+#: Temperatures a calibrator may hold: at most the fit's limit 1 / SCALE_MIN = 1000; at least 1e-6, where the
+#: scaled logits (at most ~750 in magnitude, float64) stay finite.
+TEMPERATURE_RANGE = (1e-6, 1.0 / SCALE_MIN)
+#: Largest bias magnitude (a fit's biases are a few units; larger ones only overflow the logits).
+BIAS_LIMIT = 1e6
+#: Most channels a layout may declare (nnU-Net's label values are stored as uint8 by most of its writers).
+MAX_CHANNELS = 1 << 12
+_TOP_KEYS = {
+    "temperature": {"format", "version", "method", "temperature", "layout", "fit"},
+    "vector": {"format", "version", "method", "temperatures", "biases", "layout", "fit"},
+}
+_LAYOUT_KEYS = ("n_channels", "region_based", "names", "file_ending")
+#: FitSummary's fields and the JSON types each may hold (checked, never used by `apply`)
+_FIT_TYPES: dict[str, tuple[type, ...]] = {
+    "cases": (int,),
+    "voxels": (int,),
+    "nll_before": (int, float),
+    "nll_after": (int, float),
+    "passes": (int,),
+    "newton_decrement": (int, float),
+    "saturated_fraction": (int, float),
+    "roi": (str,),
+    "folders": (list,),
+    "at_bound": (bool,),
+}
 
 
-def _numbers(
-    path: Path, key: str, value: object, length: int, *, positive: bool = False
-) -> tuple[float, ...]:
+def _number(path: Path, key: str, value: object, low: float, high: float) -> float:
+    """`value` as a float, if it is a JSON number (not a bool) in [low, high]."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InputError(f"{path}: {key!r} must be a number, but is {_shown(value)}")
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not low <= number <= high:
+        raise InputError(
+            f"{path}: {key!r} must be a finite number in [{low:g}, {high:g}], but is {_shown(value)}"
+        )
+    return number
+
+
+def _numbers(path: Path, key: str, value: object, length: int, low: float, high: float) -> tuple[float, ...]:
     if not isinstance(value, list) or len(value) != length:
         raise InputError(
-            f"{path}: {key!r} must be a list of {length} numbers (one per channel), but is {value!r}"
+            f"{path}: {key!r} must be a list of {length} numbers (one per channel), but is {_shown(value)}"
         )
-    return tuple(_number(path, f"{key}[{i}]", v, positive=positive) for i, v in enumerate(value))
+    return tuple(_number(path, f"{key}[{i}]", v, low, high) for i, v in enumerate(value))
+
+
+def _shown(value: object) -> str:
+    """A value from the file, shortened for a one-line message."""
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:57]}..."
+
+
+def _check_keys(path: Path, where: str, content: dict, allowed: set[str] | tuple[str, ...]) -> None:
+    unknown = sorted(set(content) - set(allowed))
+    if unknown:
+        raise InputError(
+            f"{path}: unknown key {_shown(unknown[0])} in {where} (expected {', '.join(sorted(allowed))})"
+        )
+
+
+def _check_fit(path: Path, fit: object) -> None:
+    """The informative `fit` object: known keys, each of its type, numbers finite."""
+    if not isinstance(fit, dict):
+        raise InputError(
+            f"{path}: 'fit' must be an object (how the calibrator was fitted), but is {_shown(fit)}"
+        )
+    _check_keys(path, "'fit'", fit, tuple(_FIT_TYPES))
+    for key, value in fit.items():
+        types = _FIT_TYPES[key]
+        if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
+            raise InputError(f"{path}: fit {key!r} has the wrong type ({_shown(value)})")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InputError(f"{path}: fit {key!r} must be finite, but is {value!r}")
+        if isinstance(value, list) and not all(isinstance(folder, str) for folder in value):
+            raise InputError(f"{path}: fit {key!r} must be a list of folder names")
+
+
+def _layout(path: Path, layout: object) -> tuple[int, bool, tuple[str, ...], str]:
+    """`(n_channels, region_based, names, file_ending)` of the `layout` object, each checked."""
+    if not isinstance(layout, dict):
+        raise InputError(f"{path}: missing 'layout' (n_channels, region_based, names, file_ending)")
+    _check_keys(path, "'layout'", layout, _LAYOUT_KEYS)
+    n_channels, region_based, names, file_ending = (layout.get(key) for key in _LAYOUT_KEYS)
+    if isinstance(n_channels, bool) or not isinstance(n_channels, int) or not 1 <= n_channels <= MAX_CHANNELS:
+        raise InputError(
+            f"{path}: layout 'n_channels' must be an integer in [1, {MAX_CHANNELS}], but is {_shown(n_channels)}"
+        )
+    if not isinstance(region_based, bool):
+        raise InputError(
+            f"{path}: layout 'region_based' must be true or false, but is {_shown(region_based)}"
+        )
+    if not region_based and n_channels < 2:
+        raise InputError(f"{path}: a softmax layout needs at least 2 channels, but has {n_channels}")
+    if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+        raise InputError(f"{path}: layout 'names' must be a list of label names, but is {_shown(names)}")
+    foreground = n_channels if region_based else n_channels - 1
+    if len(names) != foreground:
+        kind = "one per region" if region_based else "one per foreground label"
+        raise InputError(
+            f"{path}: layout 'names' must hold {foreground} names ({kind} of {n_channels} channels), but holds {len(names)}"
+        )
+    ending = check_file_ending(file_ending, f"{path}: layout 'file_ending'")
+    return n_channels, region_based, tuple(names), ending
 
 
 def read_calibrator(path: str | Path) -> Calibrator:
-    """Read and check a CALIBRATOR.json written by `nnunet-surgery recalibrate fit`.
+    """Read and check a CALIBRATOR.json written by `nnunet-surgery recalibrate fit`, whole: a calibrator is
+    a file people share, so nothing in it is trusted (docs/recalibration.md#calibrator-json).
+
+    Checked: the format and version; only known keys, at every level; the method; temperatures finite in
+    TEMPERATURE_RANGE and biases within BIAS_LIMIT, one per channel; the layout (a channel count, softmax or
+    regions, one name per foreground channel, and a file ending nnU-Net writes images with: never a path,
+    never ".npz", so that the segmentations `apply` copies cannot overwrite what it writes); and the fit
+    summary's types.
 
     Raises:
-        InputError: unreadable, not JSON, another format or version, an unknown method, or parameters that
-            are missing, non-finite, non-positive temperatures or of the wrong length.
+        InputError: the first thing wrong, in one line naming the file and the key.
     """
     path = Path(path)
     content = read_json(path, "the calibrator")
@@ -161,44 +269,34 @@ def read_calibrator(path: str | Path) -> Calibrator:
         raise InputError(
             f'{path}: not a calibrator of nnunet-surgery recalibrate fit (no "format": {FORMAT!r})'
         )
-    if content.get("version") != VERSION:
+    version = content.get("version")
+    if isinstance(version, bool) or version != VERSION:
         raise InputError(
-            f"{path}: calibrator version {content.get('version')!r} is not supported (this nnunet-surgery reads "
+            f"{path}: calibrator version {_shown(version)} is not supported (this nnunet-surgery reads "
             f"version {VERSION})"
         )
     method = content.get("method")
-    if method not in METHODS:
-        raise InputError(f"{path}: 'method' must be one of {', '.join(METHODS)}, but is {method!r}")
-    layout = content.get("layout")
-    if not isinstance(layout, dict):
-        raise InputError(f"{path}: missing 'layout' (n_channels, region_based, names, file_ending)")
-    n_channels = layout.get("n_channels")
-    region_based = layout.get("region_based")
-    names = layout.get("names")
-    file_ending = layout.get("file_ending")
-    if isinstance(n_channels, bool) or not isinstance(n_channels, int) or n_channels < 1:
-        raise InputError(f"{path}: layout 'n_channels' must be a positive integer, but is {n_channels!r}")
-    if not isinstance(region_based, bool):
-        raise InputError(f"{path}: layout 'region_based' must be true or false, but is {region_based!r}")
-    if not region_based and n_channels < 2:
-        raise InputError(f"{path}: a softmax layout needs at least 2 channels, but has {n_channels}")
-    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        raise InputError(f"{path}: layout 'names' must be a list of label names, but is {names!r}")
-    if not isinstance(file_ending, str) or not file_ending:
-        raise InputError(f"{path}: layout 'file_ending' must be a file ending such as \".nii.gz\"")
+    if not isinstance(method, str) or method not in METHODS:
+        raise InputError(f"{path}: 'method' must be one of {', '.join(METHODS)}, but is {_shown(method)}")
+    _check_keys(path, "the calibrator", content, _TOP_KEYS[method])
+    n_channels, region_based, names, file_ending = _layout(path, content.get("layout"))
+    if "fit" in content:
+        _check_fit(path, content["fit"])
     if method == "temperature":
-        temperature = _number(path, "temperature", content.get("temperature"), positive=True)
+        temperature = _number(path, "temperature", content.get("temperature"), *TEMPERATURE_RANGE)
         temperatures, biases = (temperature,) * n_channels, (0.0,) * n_channels
     else:
-        temperatures = _numbers(path, "temperatures", content.get("temperatures"), n_channels, positive=True)
-        biases = _numbers(path, "biases", content.get("biases"), n_channels)
+        temperatures = _numbers(
+            path, "temperatures", content.get("temperatures"), n_channels, *TEMPERATURE_RANGE
+        )
+        biases = _numbers(path, "biases", content.get("biases"), n_channels, -BIAS_LIMIT, BIAS_LIMIT)
     return Calibrator(
         method=method,
         temperatures=temperatures,
         biases=biases,
         n_channels=n_channels,
         region_based=region_based,
-        names=tuple(names),
+        names=names,
         file_ending=file_ending,
         fit=None,
     )

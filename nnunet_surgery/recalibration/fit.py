@@ -171,7 +171,7 @@ def _report_pass(progress: bool) -> Callable[[int, np.ndarray, NewtonStats], Non
         return None
 
     def report(passes: int, theta: np.ndarray, stats: NewtonStats) -> None:
-        nll = stats.nll / max(stats.voxels, 1)
+        nll = max(stats.nll / max(stats.voxels, 1), 0.0)  # >= 0; rounding can leave -1e-16
         shown = ", ".join(f"{value:.4g}" for value in theta[:6]) + (" ..." if len(theta) > 6 else "")
         print(f"fit pass {passes}: NLL {nll:.6g} nats/voxel at [{shown}]", file=sys.stderr)
 

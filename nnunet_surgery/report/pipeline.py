@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nnunet_surgery.cases import InputError
+from nnunet_surgery.cases import check_output_apart
 from nnunet_surgery.report.inputs import check_gallery, read_gallery, read_inputs
 from nnunet_surgery.report.outputs import check_out_dir, report_json, write_report
 from nnunet_surgery.report.scoring import CalibrationReport, GalleryCase, score_report, select_gallery
@@ -81,8 +81,7 @@ def generate_report(
     check_gallery(images_folder, gallery)
     check_out_dir(out_dir, overwrite)
     inputs = read_inputs(gt_folder, pred_folders, dataset_json, **options)
-    if Path(out_dir).resolve() in {Path(folder).resolve() for folder in inputs.folders}:
-        raise InputError(f"{out_dir}: OUT_DIR must not be an input folder")
+    check_output_apart(out_dir, (*inputs.folders, dataset_json, images_folder, options.get("truth_folder")))
     report = score_report(inputs, progress=progress)
     cases: tuple[GalleryCase, ...] = ()
     if gallery:

@@ -24,10 +24,20 @@ def test_earlier_names_and_module_paths_are_the_one_error_type():
 
 
 def test_the_message_is_one_line_whatever_it_was_given():
-    error = InputError("case_001.npz:\n  corrupt   npz\tarchive ")
-    assert str(error) == "case_001.npz: corrupt npz archive"
+    """Control characters (a file name may hold a newline) are shown escaped as repr shows them, runs of
+    spaces collapsed: one line that names the file exactly."""
+    error = InputError("case\n001.npz:  corrupt   npz\tarchive\r\x1b[31m\u2028 ")
+    assert str(error) == "case\\n001.npz: corrupt npz\\tarchive\\r\\x1b[31m\\u2028"
+    assert str(error) == repr("case\n001.npz: corrupt npz\tarchive\r\x1b[31m\u2028")[1:-1]
     with pytest.raises(InputError, match=r"^x: y$"):
-        raise InputError("x:\ny")
+        raise InputError("x:   y ")
+
+
+def test_printable_escapes_only_control_characters():
+    from nnunet_surgery.cases.errors import printable
+
+    assert printable("Ünïcode name ✓.npz") == "Ünïcode name ✓.npz"
+    assert printable("a\nb") == "a\\nb" and "\n" not in printable("a\u0085b\u2029c")
 
 
 def test_the_error_and_the_staging_helpers_import_without_numpy():

@@ -54,3 +54,22 @@ def test_segmentation_is_nnunets(labels, order):
 def test_labels_nnunet_cannot_use_are_refused(labels, order, needle):
     with pytest.raises(ReportError, match=needle):
         label_layout(labels, order, source="ds.json")
+
+
+@pytest.mark.parametrize("value", [1.5, "1", True, None, [], [1.0], [[1]], {"a": 1}])
+def test_label_values_must_be_integers_or_lists_of_integers(value):
+    """nnU-Net's dataset.json holds ints (labels) or lists of ints (regions); anything else is refused by
+    name instead of being silently converted (1.5 -> 1, True -> 1)."""
+    from nnunet_surgery.cases import InputError, label_layout
+
+    with pytest.raises(
+        InputError, match=r"^dataset.json: label 'a' must be an integer or a list of integers"
+    ):
+        label_layout({"background": 0, "a": value}, None)
+
+
+def test_regions_class_order_must_be_integers():
+    from nnunet_surgery.cases import InputError, label_layout
+
+    with pytest.raises(InputError, match="'regions_class_order' must be a list of integers"):
+        label_layout({"background": 0, "a": [1, 2], "b": 2}, [1.5, 2])

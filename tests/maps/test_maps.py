@@ -240,15 +240,19 @@ def test_bad_inputs_get_one_line_and_write_nothing(tmp_path, capsys):
     np.savez_compressed(folders[0] / "case_b.npz", probabilities=arrays["case_b"][0][:2])
     assert _maps(*map(str, folders), *base, "-np", "1") == 2
     _one_line(capsys, "case_b.npz", "2 channels")
-    # case by case: case_a, finished before case_b failed, is whole; case_b is absent
-    assert len(list((out / "case_a").iterdir())) == 2 * 2 + 2 and not (out / "case_b").exists()
+    # the whole run is staged: case_a, finished before case_b failed, is not left behind, nor OUT_DIR
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+    np.savez_compressed(folders[0] / "case_b.npz", probabilities=arrays["case_b"][0])
+    assert _maps(*map(str, folders), *base) == 0
+    written = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
     bad = arrays["case_b"][0].copy()
     bad[0, 0, 0, 0] = np.nan
     np.savez_compressed(folders[0] / "case_b.npz", probabilities=bad)
     assert _maps(*map(str, folders), *base, "-np", "2", "--overwrite") == 2
     _one_line(capsys, "case_b.npz", "NaN")
-    assert not (out / "case_b").exists()
-    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no staging left behind
+    # the earlier maps untouched, whole, and no staging left behind
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == written
+    assert not [p for p in (*out.iterdir(), *tmp_path.iterdir()) if p.name.startswith(".")]
     (gt / "case_b.nii.gz").unlink()
     assert _maps(*map(str, folders), *base) == 2
     _one_line(capsys, "no reference", "case_b")
@@ -260,7 +264,7 @@ def test_bad_inputs_get_one_line_and_write_nothing(tmp_path, capsys):
         _maps(*map(str, folders), "-ref", str(gt), "-djfile", dataset, "-o", str(gt / "case_a.nii.gz" / "x"))
         == 2
     )
-    _one_line(capsys, "is a file, not a folder")
+    _one_line(capsys, "OUT_DIR lies inside the input")
     assert _maps(*map(str, folders), *base, "--overwrite") == 0
     assert len(list((out / "case_a").iterdir())) == 2 * 2 + 2
 

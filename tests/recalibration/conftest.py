@@ -124,3 +124,23 @@ def overconfident(tmp_path: Path):
         )
 
     return _build
+
+
+@pytest.fixture
+def fitted(overconfident, tmp_path):
+    """A 2-channel over-confident dataset (two 3D cases) and the CALIBRATOR.json fitted on it."""
+    from recalibrate_cli import run_recalibrate
+
+    data = overconfident(2, 2.0, ((4, 12, 14), (5, 10, 12)))
+    calibrator = tmp_path / "calibrator.json"
+    fit = [
+        "fit",
+        str(data.gt),
+        *map(str, data.folds),
+        "-djfile",
+        str(data.dataset_json),
+        "-o",
+        str(calibrator),
+    ]
+    assert run_recalibrate(*fit) == 0
+    return data, calibrator

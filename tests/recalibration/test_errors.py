@@ -138,14 +138,6 @@ def test_fit_keeps_an_existing_calibrator_and_checks_the_output_first(overconfid
 # --- apply -------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def fitted(overconfident, tmp_path):
-    data = overconfident(2, 2.0, SHAPES)
-    calibrator = tmp_path / "calibrator.json"
-    assert run_recalibrate(*_fit_args(data, calibrator)) == 0
-    return data, calibrator
-
-
 def _edit(content: dict, change) -> dict:
     content = json.loads(json.dumps(content))
     change(content)
@@ -156,8 +148,11 @@ CALIBRATOR_EDITS = {
     "report-json": (lambda c: c.clear() or c.update({"models": []}), "not a calibrator"),
     "version": (lambda c: c.update(version=2), "version 2"),
     "method": (lambda c: c.update(method="platt"), "'method'"),
-    "nan-temperature": (lambda c: c.update(temperature=float("nan")), "'temperature'"),
-    "negative-temperature": (lambda c: c.update(temperature=-1.0), "positive"),
+    "nan-temperature": (lambda c: c.update(temperature=float("nan")), "non-finite number (NaN)"),
+    "negative-temperature": (
+        lambda c: c.update(temperature=-1.0),
+        "'temperature' must be a finite number in",
+    ),
     "no-layout": (lambda c: c.pop("layout"), "'layout'"),
 }
 
@@ -215,7 +210,7 @@ def test_apply_refuses_bad_folders(fitted, tmp_path, capsys):
     data, calibrator = fitted
     folder = data.folds[0]
     assert run_recalibrate("apply", str(calibrator), str(folder), "-o", str(folder)) == 2
-    _one_line_error(capsys, "must not be PRED_FOLDER")
+    _one_line_error(capsys, "OUT_FOLDER is the input")
     assert (
         run_recalibrate("apply", str(calibrator), str(tmp_path / "nowhere"), "-o", str(tmp_path / "o")) == 2
     )
@@ -225,5 +220,5 @@ def test_apply_refuses_bad_folders(fitted, tmp_path, capsys):
     assert run_recalibrate("apply", str(calibrator), str(empty), "-o", str(tmp_path / "o")) == 2
     _one_line_error(capsys, "empty", "no *.npz")
     assert run_recalibrate("apply", str(calibrator), str(folder), "-o", str(calibrator / "sub")) == 2
-    _one_line_error(capsys, "is a file, not a folder")
+    _one_line_error(capsys, "lies inside the input")
     assert not (tmp_path / "o").exists()

@@ -142,7 +142,7 @@ def read_report_json(path: str | Path) -> dict:
     path = Path(path)
     if path.is_dir():
         path = path / JSON_NAME
-    content = read_json(path, "the report")
+    content = read_json(path, "the report", allow_nan=True)
     if not isinstance(content, dict) or not {"model_order", "label_names", "models"} <= content.keys():
         raise InputError(
             f"{path}: not a calibration.json of nnunet-surgery report (expected model_order, label_names, models)"

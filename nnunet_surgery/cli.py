@@ -13,6 +13,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from nnunet_surgery.cases.errors import InputError
 
@@ -22,6 +23,7 @@ __all__ = ["COMMANDS", "main"]
 COMMANDS: dict[str, str] = {
     "trainers-dir": "trainers_dir",
     "report": "report",
+    "report-merge": "report_merge",
     "recalibrate": "recalibrate",
     "maps": "maps",
     "demo": "demo",
@@ -42,10 +44,18 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _merge_alias(argv: list[str]) -> list[str]:
+    """`report merge ...` is `report-merge ...`, unless a folder named `merge` exists here (then it is the
+    GT_FOLDER of a report, as before)."""
+    if argv[:2] == ["report", "merge"] and not Path("merge").is_dir():
+        return ["report-merge", *argv[2:]]
+    return argv
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse `argv` (default: `sys.argv[1:]`), run the subcommand and return its exit code: 2 for input it
     refuses, told in one line on stderr."""
-    args = _build_parser().parse_args(argv)
+    args = _build_parser().parse_args(_merge_alias(sys.argv[1:] if argv is None else list(argv)))
     try:
         return int(args._run(args) or 0)
     except InputError as error:

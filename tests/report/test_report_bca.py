@@ -8,7 +8,7 @@ import json
 
 import numpy as np
 import pytest
-from report_cli import run_report_command, run_report_process
+from report_cli import run_report_process
 from report_images import write_image
 
 from nnunet_surgery.calibration import fine_factor, label_stats
@@ -56,19 +56,10 @@ def _resampled_metrics(sums: dict[str, np.ndarray], weights: np.ndarray) -> dict
 def test_percentile_option_is_the_percentile_interval_of_the_resampled_case_sums(build, tmp_path):
     folders = build("binary", ((3, 9, 8), (2, 10, 7), (4, 6, 6), (3, 8, 8), (2, 7, 9), (3, 6, 10)))
     resamples, seed = 300, 11
-    out = tmp_path / "out"
-    extra = (
-        "-np",
-        "1",
-        "--bootstrap",
-        str(resamples),
-        "--bootstrap-seed",
-        str(seed),
-        "--interval",
-        "percentile",
+    built = build_report(
+        folders.gt, folders.preds, folders.dataset_json, bootstrap=resamples, seed=seed, interval="percentile"
     )
-    assert run_report_command(folders, out, *extra) == 0
-    report = json.loads((out / "calibration.json").read_text())
+    report = json.loads(json.dumps(_report_json(built)))
     assert report["bootstrap"]["method"] == "percentile"
     n = len(folders.references)
     # the report's draws: numpy's generator, R x n case indices, counted per resample
@@ -192,3 +183,20 @@ def test_a_million_bins_with_the_bootstrap_is_refused_before_any_case_is_read(bu
     assert code == 0
     # refused before reading: no more memory than a normal 20-bin run (which reads and scores every case)
     assert peak <= normal_peak * 1.05, (peak, normal_peak)
+
+
+def test_a_bootstrap_too_large_to_keep_is_refused_before_any_case_is_read(build, tmp_path, capsys):
+    from report_cli import run_report_command
+
+    from nnunet_surgery.report.scoring.aggregate import LABEL_INTERVAL_METRICS
+    from nnunet_surgery.report.scoring.memory import KEPT_COPIES, KEPT_METRICS
+
+    assert len(LABEL_INTERVAL_METRICS) == KEPT_METRICS
+    folders = build("binary", ((3, 9, 8), (2, 10, 7)))
+    largest = 256 * 2**20 // (8 * KEPT_METRICS * KEPT_COPIES)
+    assert run_report_command(folders, tmp_path / "out", "--bootstrap", str(largest + 1)) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and f"--bootstrap {largest + 1}" in error and f"<= {largest}" in error, (
+        error
+    )
+    assert not (tmp_path / "out").exists()

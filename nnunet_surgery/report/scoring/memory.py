@@ -17,7 +17,12 @@ from nnunet_surgery.cases import InputError
 from nnunet_surgery.report.inputs import RunOptions
 from nnunet_surgery.report.scoring.intervals import IntervalSettings
 
-__all__ = ["check_resampling_memory", "interval_settings", "label_row_values"]
+__all__ = ["KEPT_COPIES", "KEPT_METRICS", "check_resampling_memory", "interval_settings", "label_row_values"]
+
+#: Metrics of a label whose R resampled values are kept at once (`aggregate.LABEL_INTERVAL_METRICS`).
+KEPT_METRICS = 9
+#: The kept values, the sorted copy the quantiles read and one temporary of the interval's bounds.
+KEPT_COPIES = 3
 
 
 def interval_settings(run: RunOptions) -> IntervalSettings:
@@ -47,9 +52,19 @@ def _largest_bins(n_cases: int, copies: int, budget: int) -> int:
 def check_resampling_memory(n_cases: int, n_bins: int, n_models: int, settings: IntervalSettings) -> None:
     """Refuse a run whose bootstrap could not keep one resample of a label within the memory budget.
 
+    The R resampled values of each metric of a label are kept for its intervals (KEPT_METRICS x
+    KEPT_COPIES x R float64): a `--bootstrap` for which they exceed the budget is refused as well.
+
     Raises:
-        InputError: naming `--bins` and `--bootstrap`, the bytes needed, and the largest `--bins` that fits.
+        InputError: naming `--bootstrap` (and `--bins`), the MiB needed, and the largest value that fits.
     """
+    kept = 8 * settings.resamples * KEPT_METRICS * KEPT_COPIES
+    if kept > settings.memory_budget:
+        largest = settings.memory_budget // (8 * KEPT_METRICS * KEPT_COPIES)
+        raise InputError(
+            f"--bootstrap {settings.resamples}: the resampled values of a label need {kept / 2**20:.0f} MiB, "
+            f"over the {settings.memory_budget / 2**20:.0f} MiB resampling budget; use --bootstrap <= {largest}"
+        )
     copies = 2 if n_models > 1 else 1
     needed = row_bytes(n_cases, copies * label_row_values(n_bins))
     if needed > settings.memory_budget:

@@ -132,8 +132,20 @@ def _read_partial(path: Path) -> tuple[dict, dict]:
     try:
         with np.load(path, allow_pickle=False) as archive:
             header = json.loads(str(archive["header"][()]))
-            if header.get("format") != FORMAT:
+            if not isinstance(header, dict) or header.get("format") != FORMAT:
                 raise InputError(f"{path}: not a partial file of this version ({FORMAT!r} expected)")
+            shard, cases = header.get("shard"), header.get("cases")
+            if not (
+                isinstance(shard, list)
+                and len(shard) == 2
+                and all(type(value) is int for value in shard)
+                and 0 <= shard[0] < shard[1]
+                and isinstance(cases, list)
+                and all(isinstance(case, str) for case in cases)
+                and isinstance(header.get("setting"), dict)
+                and isinstance(header.get("stats"), list)
+            ):
+                raise InputError(f"{path}: malformed partial file (shard, cases, setting or stats)")
             arrays = {name: archive[name] for name in archive.files if name != "header"}
     except InputError:
         raise
@@ -191,8 +203,16 @@ def merge_partials(partials: list[str | Path], out_dir: str | Path, *, overwrite
         if [case.case for case in decoded] != cases[index::count]:
             raise InputError(f"{path}: its cases are not shard {index}/{count} of the run's cases")
         stats.update((case.case, case) for case in decoded)
-    setting = _setting_of(first["setting"])
+    try:
+        setting = _setting_of(first["setting"])
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise InputError(f"{first_path}: malformed settings in the partial file ({error})") from None
     check_pooling_memory(setting, len(cases))
-    report = pool_cases(setting, (stats[case] for case in cases))
+    try:
+        report = pool_cases(setting, (stats[case] for case in cases))
+    except (ValueError, TypeError) as error:  # statistics that do not fit the settings (a tampered file)
+        raise InputError(
+            f"{first_path}: the partial files' statistics do not fit their settings ({error})"
+        ) from None
     write_report(out_dir, report, overwrite=overwrite)
     return report_json(report)

@@ -69,3 +69,25 @@ def test_a_gt_folder_named_merge_is_still_a_report(build, tmp_path, monkeypatch)
     arguments = ["merge", *map(str, folders.preds), "-djfile", str(folders.dataset_json), "-o", "out"]
     assert main(["report", *arguments, "-np", "1", "--bootstrap", "0"]) == 0
     assert json.loads((tmp_path / "out" / "calibration.json").read_text())["sources"]["gt_folder"] == "merge"
+
+
+def test_a_tampered_partial_file_is_refused_in_one_line(build, tmp_path, capsys):
+    import numpy as np
+
+    folders = build("binary", SHAPES[:2])
+    (partial,) = _shards(folders, tmp_path, 1, "--bootstrap", "0")
+    with np.load(partial, allow_pickle=False) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    header = json.loads(str(arrays["header"][()]))
+    for broken in (
+        {**header, "shard": [0, "x"]},
+        {**header, "stats": [{"type": "BinnedStats", "fields": []}]},
+        {**header, "setting": {"n_bins": 20}},
+    ):
+        tampered = tmp_path / "tampered.npz"
+        np.savez(tampered, **{**arrays, "header": np.array(json.dumps(broken))})
+        capsys.readouterr()
+        assert main(["report-merge", str(tampered), "-o", str(tmp_path / "out")]) == 2
+        error = capsys.readouterr().err
+        assert error.count("\n") == 1 and "tampered.npz" in error, error
+        assert not (tmp_path / "out").exists()

@@ -71,5 +71,5 @@ def decode_cases(tree: list, arrays) -> list[CaseStats]:
     """
     try:
         return [_decode(case, arrays) for case in tree]
-    except (KeyError, TypeError) as error:
+    except (KeyError, TypeError, AttributeError, IndexError) as error:
         raise ValueError(f"malformed statistics ({error})") from None

@@ -2,7 +2,10 @@
 merge into a report.
 
 Results arrive in case order, so the float64 merge order, and thus the report, does not depend on the
-number of processes. Per model, only O(labels x bins) pooled sums and each case's scores are kept.
+number of processes, nor on whether the cases were scored in one run or in shards (`pool_cases` pools
+both). Per model, only O(labels x bins) pooled sums (with the case-level products of the debiased
+errors, `calibration.pooled`) and each case's scores are kept; with the bootstrap also each case's row of
+per-case sums (6 x bins values per label), which `intervals` resamples in bounded memory.
 """
 
 from __future__ import annotations

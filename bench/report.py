@@ -43,6 +43,7 @@ from _common import (
 )
 
 COST_TARGET = 1.3  # report's marginal cost per case / bare loading's
+DATASETS = ("lesion", "spread")
 BOOTSTRAP = 1000  # the report's default resamples (--bootstrap)
 BOOTSTRAP_TARGET = 0.10  # extra wall time of the bootstrap, relative to the same report without it
 NO_BOOTSTRAP = "--bootstrap 0"
@@ -51,8 +52,13 @@ REPORT_CLI = "import sys; from nnunet_surgery.cli import main; sys.exit(main(['r
 
 
 # ----------------------------------------------------------------------------------------------------- data
-def write_cases(folder: Path, n: int, size: int, seed: int = 0) -> None:
-    """n cases: smooth probabilities (2, S, S, S) float32 in npz, labels sampled around them in nii.gz."""
+def write_cases(folder: Path, n: int, size: int, seed: int = 0, data: str = "lesion") -> None:
+    """n cases: probabilities (2, S, S, S) float32 in npz, labels around them in nii.gz.
+
+    data: "lesion": smooth maps, mostly near 0 (background) and 1 (blobs), a blobby reference;
+    "spread": probabilities spread over the whole of (0, 1) (a smooth logit field over [-4, 4] plus
+    voxel noise), labels drawn from them (a calibrated model): every bin and fine bin filled.
+    """
     import numpy as np
     import torch
     import torch.nn.functional as F
@@ -70,10 +76,16 @@ def write_cases(folder: Path, n: int, size: int, seed: int = 0) -> None:
     }
     coarse = max(2, size // 16)
     for i in range(n):
-        field = torch.rand((2, 1, coarse, coarse, coarse), generator=gen) * 12 - 8  # mostly background
-        field = F.interpolate(field, size=(size,) * 3, mode="trilinear", align_corners=False)[:, 0]
-        fg = torch.sigmoid(field[0])  # the model's foreground probability
-        labels = (torch.sigmoid(field[0] + 0.5 * field[1]) > 0.5).to(torch.uint8)  # a blobby reference
+        if data == "spread":
+            field = torch.rand((1, 1, coarse, coarse, coarse), generator=gen) * 8 - 4
+            field = F.interpolate(field, size=(size,) * 3, mode="trilinear", align_corners=False)[0, 0]
+            fg = torch.sigmoid(field + 0.5 * torch.randn(field.shape, generator=gen))
+            labels = (torch.rand(fg.shape, generator=gen) < fg).to(torch.uint8)
+        else:
+            field = torch.rand((2, 1, coarse, coarse, coarse), generator=gen) * 12 - 8  # mostly background
+            field = F.interpolate(field, size=(size,) * 3, mode="trilinear", align_corners=False)[:, 0]
+            fg = torch.sigmoid(field[0])  # the model's foreground probability
+            labels = (torch.sigmoid(field[0] + 0.5 * field[1]) > 0.5).to(torch.uint8)  # a blobby reference
         probabilities = torch.stack((1 - fg, fg)).numpy().astype(np.float32)
         np.savez_compressed(folder / "pred" / f"case_{i:03d}.npz", probabilities=probabilities)
         SimpleITKIO().write_seg(labels.numpy(), str(folder / "gt" / f"case_{i:03d}.nii.gz"), props)
@@ -125,6 +137,14 @@ def main(argv: list[str] | None = None) -> int:
         "--np", dest="nps", type=int, nargs="+", default=[1, 2], help="report -np values (default 1 2)"
     )
     parser.add_argument("--bins", type=int, default=20, help="calibration bins (default 20)")
+    parser.add_argument(
+        "--data",
+        nargs="+",
+        choices=DATASETS,
+        default=list(DATASETS),
+        help="datasets: lesion (probabilities mostly near 0 and 1) and spread (over the whole of (0, 1)); "
+        "default both",
+    )
     add_case_bench_arguments(parser, WORKERS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -134,13 +154,21 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--cases needs at least two different counts for a slope, but got {args.cases}")
 
     print(machine_info("cpu"))
+    for data in args.data:
+        print(f"\n=== dataset: {data} ===")
+        bench_dataset(args, data)
+    return 0
+
+
+def bench_dataset(args: argparse.Namespace, data: str) -> None:
+    """Time every method on one dataset and print its table."""
     with tempfile.TemporaryDirectory(prefix="bench_report_") as tmp:
-        root = Path(args.workdir or tmp).resolve() / f"s{args.size}"
+        root = Path(args.workdir or tmp).resolve() / f"{data}_s{args.size}"
         n_max = max(args.cases)
         if not (root / "gt" / f"case_{n_max - 1:03d}.nii.gz").exists():
             shutil.rmtree(root, ignore_errors=True)
             start = time.perf_counter()
-            write_cases(root, n_max, args.size)
+            write_cases(root, n_max, args.size, data=data)
             print(f"wrote {n_max} cases of 2x{args.size}^3 in {time.perf_counter() - start:.0f} s")
         npz_mb = sum(p.stat().st_size for p in (root / "pred").glob("*.npz")) / n_max / 2**20
         case_mb = 2 * args.size**3 * 4 / 2**20
@@ -233,7 +261,6 @@ def main(argv: list[str] | None = None) -> int:
         f"\ns/case: slope of wall time over N (fresh process per run); Mvox/s: {args.size}^3 voxels / (s/case); "
         "peak: RSS of the process tree; growth target: one case's probabilities."
     )
-    return 0
 
 
 if __name__ == "__main__":

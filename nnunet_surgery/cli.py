@@ -14,6 +14,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from nnunet_surgery.cases.errors import InputError
 
@@ -23,6 +24,7 @@ __all__ = ["COMMANDS", "main"]
 COMMANDS: dict[str, str] = {
     "trainers-dir": "trainers_dir",
     "report": "report",
+    "report-merge": "report_merge",
     "recalibrate": "recalibrate",
     "maps": "maps",
     "demo": "demo",
@@ -43,10 +45,20 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _merge_alias(argv: list[str]) -> list[str]:
+    """`report merge ...` is `report-merge ...`, unless a folder named `merge` exists here (then it is the
+    GT_FOLDER of a report, as before)."""
+    if argv[:2] == ["report", "merge"] and not Path("merge").is_dir():
+        return ["report-merge", *argv[2:]]
+    return argv
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse `argv` (default: `sys.argv[1:]`), run the subcommand and return its exit code: 2 for input it
     refuses, told in one line on stderr."""
-    args, unknown = _build_parser().parse_known_args(argv)
+    args, unknown = _build_parser().parse_known_args(
+        _merge_alias(sys.argv[1:] if argv is None else list(argv))
+    )
     if unknown:  # told by the subcommand's parser: `nnunet-surgery maps: error: unrecognized arguments: ...`
         args._parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:

@@ -34,6 +34,7 @@ def test_every_command_is_found():
     assert set(_commands()) == {
         "trainers-dir",
         "report",
+        "report-merge",
         "recalibrate fit",
         "recalibrate apply",
         "maps",
@@ -41,7 +42,9 @@ def test_every_command_is_found():
     }
 
 
-@pytest.mark.parametrize("command", ["report", "recalibrate fit", "recalibrate apply", "maps", "demo"])
+@pytest.mark.parametrize(
+    "command", ["report", "report-merge", "recalibrate fit", "recalibrate apply", "maps", "demo"]
+)
 def test_output_is_dash_o_or_dash_dash_output_stored_as_output(command):
     action = _option(_commands()[command], "-o")
     assert action is not None and action.option_strings == ["-o", "--output"] and action.dest == "output"

@@ -44,6 +44,7 @@ __all__ = [
     "jackknife_values",
     "paired",
     "point_values",
+    "row_bytes",
     "weight_blocks",
     "weighted_sums",
 ]
@@ -74,6 +75,12 @@ def case_count(per_case: Sums) -> int:
     return int(next(iter(counts)))
 
 
+def row_bytes(n_cases: int, row_values: int, *, work: int = DEFAULT_WORK) -> int:
+    """Bytes one resample (or leave-one-out row) takes: its n weights, and its `row_values` summed values
+    with the statistic's temporaries (`work` times them), float64."""
+    return 8 * (n_cases + (1 + work) * row_values)
+
+
 def block_rows(
     per_case: Sums, memory_budget: int = DEFAULT_MEMORY_BUDGET, *, work: int = DEFAULT_WORK
 ) -> int:
@@ -83,7 +90,7 @@ def block_rows(
         ValueError: when not even one row fits (name the budget and what one row needs).
     """
     n = case_count(per_case)
-    per_row = 8 * (n + (1 + work) * sum(int(np.prod(np.shape(v)[1:])) for v in per_case.values()))
+    per_row = row_bytes(n, sum(int(np.prod(np.shape(v)[1:])) for v in per_case.values()), work=work)
     if memory_budget < per_row:
         raise ValueError(f"memory_budget must hold one resample ({per_row} bytes), but got {memory_budget}")
     return int(memory_budget // per_row)

@@ -28,8 +28,17 @@ def _ensemble(text: str):
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def _shard(text: str) -> tuple[int, int]:
+    from nnunet_surgery.report.shards import parse_shard
+
+    try:
+        return parse_shard(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from nnunet_surgery.calibration.bootstrap import DEFAULT_RESAMPLES
+    from nnunet_surgery.calibration.bootstrap import DEFAULT_METHOD, DEFAULT_RESAMPLES, METHODS
     from nnunet_surgery.report.inputs.options import PRESETS
 
     parser.add_argument(
@@ -75,6 +84,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--bootstrap-seed", type=int, default=0, metavar="SEED", help="seed of the bootstrap. Default: 0"
     )
     parser.add_argument(
+        "--interval",
+        choices=METHODS,
+        default=DEFAULT_METHOD,
+        help="how the 95%% intervals are read from the bootstrap resamples: bca (bias-corrected and "
+        "accelerated, with the jackknife over cases; every estimate inside its interval) or percentile "
+        f"(the central percentiles, the report's interval before BCa). Default: {DEFAULT_METHOD}",
+    )
+    parser.add_argument(
         "--preset",
         choices=PRESETS,
         default=None,
@@ -105,30 +122,66 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="gallery/CASE.png for the K cases where the models' case ECE differs most and each model's worst "
         "case (image slice, reference contour, each model's probability), and case_ece_<label>.png. Default: 0",
     )
-    add_common_arguments(parser, overwrite="replace a report already in OUT_DIR")
+    parser.add_argument(
+        "--shard",
+        type=_shard,
+        default=None,
+        metavar="I/N",
+        help="score only every N-th case (cases I, I+N, ...; 0 <= I < N, e.g. $SLURM_ARRAY_TASK_ID/N) and write "
+        "their statistics to the partial file -o PARTIAL.npz; `nnunet-surgery report merge PARTIAL... -o OUT_DIR` "
+        "then writes the report of all cases",
+    )
+    add_common_arguments(parser, overwrite="replace a report (or partial file) already in OUT_DIR")
+
+
+def _options(args: argparse.Namespace) -> dict:
+    """The scoring keywords of `generate_report` and `write_shard`."""
+    return {
+        "names": args.names,
+        "n_bins": args.bins,
+        "roi": args.roi,
+        "truth_folder": args.truth,
+        "num_processes": processes(args),
+        "bootstrap": args.bootstrap,
+        "seed": args.bootstrap_seed,
+        "preset": args.preset,
+        "interval": args.interval,
+        "ensembles": args.ensembles,
+    }
 
 
 def run(args: argparse.Namespace) -> int:
     from nnunet_surgery.report import generate_report
+
+    if args.shard is not None:
+        from nnunet_surgery.cases import InputError
+        from nnunet_surgery.report.shards import write_shard
+
+        if args.gallery:
+            raise InputError("--gallery: not with --shard (the gallery needs every case; run it without)")
+        scored = write_shard(
+            args.gt_folder,
+            args.pred_folders,
+            args.djfile,
+            args.output,
+            args.shard,
+            overwrite=args.overwrite,
+            progress=args.progress,
+            **_options(args),
+        )
+        print(f"wrote {args.output} (shard {args.shard[0]}/{args.shard[1]}: {scored} case(s))")
+        return 0
 
     summary = generate_report(
         args.gt_folder,
         args.pred_folders,
         args.djfile,
         args.output,
-        names=args.names,
-        n_bins=args.bins,
-        roi=args.roi,
-        truth_folder=args.truth,
-        num_processes=processes(args),
-        bootstrap=args.bootstrap,
-        seed=args.bootstrap_seed,
-        preset=args.preset,
         images_folder=args.images,
         gallery=args.gallery,
-        ensembles=args.ensembles,
         overwrite=args.overwrite,
         progress=args.progress,
+        **_options(args),
     )
     print(f"wrote {args.output} ({len(summary['models'])} model(s), {len(summary['roi_voxels'])} case(s))")
     return 0

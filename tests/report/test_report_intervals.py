@@ -14,10 +14,9 @@ import pytest
 from report_cli import run_report_command
 
 from nnunet_surgery.calibration import label_stats
-from nnunet_surgery.calibration.bootstrap import case_weights, percentile_interval
+from nnunet_surgery.calibration.pooled import label_case_sums, label_statistic
+from nnunet_surgery.calibration.resampling import estimate_with_interval
 from nnunet_surgery.report import build_report
-from nnunet_surgery.report.scoring.intervals import resample_label
-from nnunet_surgery.report.scoring.scores import LabelScores
 
 N_BINS = 4
 # probabilities on a grid inside (0.1, 0.9), none on a bin edge; the model's true frequency is
@@ -50,9 +49,11 @@ def _cases(rng: np.random.Generator, n_cases: int, repeats: int = 25) -> list:
 
 
 def _intervals(cases: list, seed: int, resamples: int = 500) -> dict:
-    metrics = [LabelScores.of(case).metrics for case in cases]
-    resampled = resample_label(case_weights(len(cases), resamples, seed), cases, metrics)
-    return {name: percentile_interval(resampled.pooled[name]) for name in ("ece", "brier")}
+    """The report's default (BCa) intervals of the pooled ECE and Brier."""
+    estimates = estimate_with_interval(
+        label_case_sums(cases), label_statistic, n_resamples=resamples, seed=seed
+    )
+    return {name: estimates[name].interval for name in ("ece", "brier")}
 
 
 def test_intervals_cover_the_population_value_at_the_nominal_rate():
@@ -122,6 +123,8 @@ def test_paired_intervals_agree_with_direct_resampling_of_the_case_arrays(build,
             str(resamples),
             "--bootstrap-seed",
             str(seed),
+            "--interval",
+            "percentile",
         )
         == 0
     )
@@ -148,7 +151,13 @@ def test_paired_intervals_agree_with_direct_resampling_of_the_case_arrays(build,
         assert paired["ci95"] == pytest.approx(np.percentile(difference, [2.5, 97.5]), rel=1e-9, abs=1e-12)
         assert paired["fraction_better"] == pytest.approx(np.mean(difference < 0))
         assert paired["difference"] == pytest.approx(tumor[1]["pooled"][name] - tumor[0]["pooled"][name])
-    assert report["bootstrap"] == {"level": 0.95, "resamples": resamples, "seed": seed, "unit": "case"}
+    assert report["bootstrap"] == {
+        "level": 0.95,
+        "method": "percentile",
+        "resamples": resamples,
+        "seed": seed,
+        "unit": "case",
+    }
     comparison = (tmp_path / "out" / "comparison.md").read_text()
     assert "### tumor: model_1 vs model_0" in comparison
 

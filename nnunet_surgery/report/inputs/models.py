@@ -91,6 +91,7 @@ def read_inputs(
     seed: int = 0,
     preset: str | None = None,
     ensembles: Ensembles | None = None,
+    interval: str = "bca",
 ) -> ReportInputs:
     """Check the options, dataset.json and the pairing of every case's files; nothing is scored or written.
 
@@ -108,11 +109,12 @@ def read_inputs(
         preset: also compute another tool's conventions: "monai" (MONAI's per-image ECE), or None.
         ensembles: models after the folders' ones: name -> member folders (e.g. the 5 folds' predictions of
             the same cases), probabilities averaged case by case as `nnUNetv2_ensemble` does.
+        interval: "bca" (default) or "percentile" (docs/calibration.md#bca).
 
     Raises:
         InputError: any bad input, with a one-line message naming the file or argument.
     """
-    options = check_options(n_bins, roi, num_processes, bootstrap, seed, preset)
+    options = check_options(n_bins, roi, num_processes, bootstrap, seed, preset, interval)
     models = _models(pred_folders, names, ensembles)
     dataset = load_dataset_json(dataset_json)
     roi = options.roi

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Literal, get_args
 
 from nnunet_surgery.calibration import check_n_bins
-from nnunet_surgery.calibration.bootstrap import DEFAULT_RESAMPLES
+from nnunet_surgery.calibration.bootstrap import DEFAULT_METHOD, DEFAULT_RESAMPLES, METHODS, Method
+from nnunet_surgery.calibration.resampling import DEFAULT_MEMORY_BUDGET
 from nnunet_surgery.cases import InputError, RoiSpec, check_count, check_processes, check_roi
 
 __all__ = [
@@ -49,11 +50,16 @@ class RunOptions:
         num_processes: worker processes (`-np`; 1 scores in this process).
         bootstrap: case-level bootstrap resamples for the 95% intervals (`--bootstrap`; 0: none).
         seed: seed of the bootstrap (`--bootstrap-seed`).
+        interval: how the intervals are read from the resamples (`--interval`): "bca" (bias-corrected
+            and accelerated) or "percentile" (the report's interval before BCa).
+        memory_budget: bytes one block of bootstrap resamples may use (docs/calibration.md#bounded-resampling).
     """
 
     num_processes: int = 1
     bootstrap: int = DEFAULT_RESAMPLES
     seed: int = 0
+    interval: Method = DEFAULT_METHOD
+    memory_budget: int = DEFAULT_MEMORY_BUDGET
 
 
 @dataclass(frozen=True)
@@ -78,12 +84,13 @@ def check_options(
     bootstrap: int = DEFAULT_RESAMPLES,
     seed: int = 0,
     preset: str | None = None,
+    interval: str = DEFAULT_METHOD,
 ) -> ReportOptions:
     """Check the options as given on the command line or to `generate_report`.
 
     Raises:
         InputError: naming the option (`--bins`, `--roi`, `-np`, `--bootstrap`, `--bootstrap-seed`,
-            `--preset`) and what was expected.
+            `--preset`, `--interval`) and what was expected.
     """
     try:
         n_bins = check_n_bins(n_bins)
@@ -95,8 +102,12 @@ def check_options(
     roi = check_roi(roi)
     if preset is not None and preset not in PRESETS:
         raise InputError(f"--preset: expected one of {', '.join(PRESETS)}, but got {preset!r}")
+    if interval not in METHODS:
+        raise InputError(f"--interval: expected one of {', '.join(METHODS)}, but got {interval!r}")
     return ReportOptions(
-        roi=roi, scoring=ScoringOptions(n_bins, preset), run=RunOptions(num_processes, bootstrap, seed)
+        roi=roi,
+        scoring=ScoringOptions(n_bins, preset),
+        run=RunOptions(num_processes, bootstrap, seed, interval),
     )
 
 

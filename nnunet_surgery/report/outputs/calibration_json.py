@@ -42,7 +42,18 @@ METRIC_DEFINITIONS = {
     "monai": "MONAI CalibrationErrorMetric ECE (20 bins, its (lo, hi] edges, include_background=False): "
     "ece_mean = metric_reduction 'mean', ece_mean_batch = 'mean_batch' per label",
     "pooled": "over all ROI voxels of all cases; case_mean: mean over cases of each case's value, NaN ignored",
-    "ci95": "95% percentile interval over case-level bootstrap resamples (see bootstrap)",
+    "ce_l2sq": "plug-in squared L2 calibration error sum_b n_b/N (mean y_b - mean p_b)^2 (ce_rms^2); biased "
+    "upwards by the bins' sampling noise",
+    "ce_l2sq_debiased": "debiased squared L2 calibration error (Kumar, Liang, Ma 2019): sum_b n_b/N "
+    "((mean y_b - mean p_b)^2 - V_b), V_b the case-level variance of the bin's gap; unbiased for the "
+    "population's squared L2 error, may be < 0 for a calibrated model",
+    "ece_debiased": "bias-corrected ECE: sum_b n_b/N (|g_b| - (2/sqrt(pi)) sqrt(V_b) exp(-g_b^2 / (2 V_b))), "
+    "g_b = mean y_b - mean p_b, V_b its case-level variance; exact at g_b = 0 and far from 0, may be < 0",
+    "smooth_ece": "smooth ECE (Blasiok and Nakkiran 2023; relplot's smECE with its bandwidth rule) of the "
+    "pooled 2^16-bin histogram, each fine bin at its mean confidence",
+    "ci95": "95% interval over case-level bootstrap resamples (see bootstrap): method bca (bias-corrected "
+    "and accelerated, jackknife over cases; contains its estimate) or percentile (central percentiles); "
+    "for ce_l2sq_debiased and ece_debiased the resamples are centered on the estimate",
 }
 
 
@@ -54,6 +65,7 @@ def _label_scores(scores: LabelScores, *, with_truth: bool) -> dict:
     entry = {
         **asdict(scores.metrics),
         **asdict(scores.variants),
+        **({} if scores.estimators is None else asdict(scores.estimators)),
         "n_voxels": scores.n_voxels,
         "tp": scores.tp,
         "fp": scores.fp,

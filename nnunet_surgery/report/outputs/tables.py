@@ -13,6 +13,7 @@ from nnunet_surgery.calibration.bootstrap import Interval
 from nnunet_surgery.report.scoring import (
     CalibrationErrors,
     CalibrationReport,
+    Estimators,
     LabelMetrics,
     LabelSummary,
     TopLabelSummary,
@@ -32,6 +33,7 @@ CSV_COLUMNS = (
     "scope",
     *field_names(LabelMetrics),
     *field_names(VariantMetrics),
+    *field_names(Estimators),
     "n_voxels",
     *(f"truth_{name}" for name in field_names(TruthMetrics)),
 )
@@ -58,6 +60,8 @@ def _label_rows(model: str, label: str, kind: str, summary: LabelSummary) -> lis
         }
         if pooled:
             row["n_voxels"] = summary.pooled.n_voxels
+            if summary.pooled.estimators is not None:
+                row.update(asdict(summary.pooled.estimators))
         if truth is not None:
             row.update({f"truth_{name}": value for name, value in asdict(truth).items()})
         rows.append(row)
@@ -94,7 +98,7 @@ class _Column:
     """A column of the markdown tables: its title and which metric of which scope it shows."""
 
     title: str
-    scope: Literal["pooled", "case_mean", "truth"]
+    scope: Literal["pooled", "case_mean", "truth", "estimators"]
     metric: str
 
     @property
@@ -104,13 +108,23 @@ class _Column:
     def value(self, summary: LabelSummary | TopLabelSummary) -> float:
         if self.scope == "truth":
             return getattr(summary.pooled.truth, self.metric)
-        source = summary.pooled.metrics if self.scope == "pooled" else summary.case_mean
-        return getattr(source, self.metric)
+        if self.scope == "case_mean":
+            return getattr(summary.case_mean, self.metric)
+        return _pooled_value(summary, self.metric)
 
     def interval(self, summary: LabelSummary | TopLabelSummary) -> Interval | None:
         if summary.intervals is None or self.scope == "truth":
             return None
-        return getattr(summary.intervals, self.scope)[self.metric]
+        scope = "case_mean" if self.scope == "case_mean" else "pooled"
+        return getattr(summary.intervals, scope).get(self.metric)
+
+
+def _pooled_value(summary: LabelSummary | TopLabelSummary, metric: str) -> float:
+    """A pooled metric or bias-aware estimate of a label (or the top label's pooled error) by name."""
+    estimators = getattr(summary.pooled, "estimators", None)
+    if estimators is not None and metric in field_names(Estimators):
+        return getattr(estimators, metric)
+    return getattr(summary.pooled.metrics, metric)
 
 
 _COLUMNS = (
@@ -121,6 +135,20 @@ _COLUMNS = (
     _Column("DSC", "case_mean", "dice"),
 )
 _TRUTH_COLUMN = _Column("MAE to p*", "truth", "mae")
+_ESTIMATOR_COLUMNS = (
+    _Column("ECE", "pooled", "ece"),
+    _Column("ECE (bias-corrected)", "estimators", "ece_debiased"),
+    _Column("smooth ECE", "estimators", "smooth_ece"),
+    _Column("L2^2", "estimators", "ce_l2sq"),
+    _Column("L2^2 (debiased)", "estimators", "ce_l2sq_debiased"),
+)
+_ESTIMATORS_NOTE = (
+    "Bias-aware estimates of each label's pooled calibration error beside the plug-in ones (docs/"
+    "calibration.md#bias-of-the-plug-in-errors): the plug-in ECE and squared L2 error (L2^2) are biased "
+    "upwards by the bins' sampling noise; the bias-corrected ECE and the debiased L2^2 (Kumar et al. 2019) "
+    "subtract the case-level noise and may be negative for a well-calibrated model; the smooth ECE "
+    "(Blasiok and Nakkiran 2023) needs no bins."
+)
 _TOP_LABEL_COLUMNS = tuple(_Column(name.upper(), "pooled", name) for name in field_names(CalibrationErrors))
 
 
@@ -197,7 +225,7 @@ def markdown_report(report: CalibrationReport) -> str:
     intervals_text = (
         ""
         if report.bootstrap is None
-        else f" `[low, high]`: {report.bootstrap.level:.0%} percentile interval over "
+        else f" `[low, high]`: {report.bootstrap.level:.0%} {_method(report)} interval over "
         f"{report.bootstrap.resamples} case-level bootstrap resamples (seed {report.bootstrap.seed})."
     )
     lines = [
@@ -222,6 +250,10 @@ def markdown_report(report: CalibrationReport) -> str:
         summaries = [model.labels[label] for model in report.models]
         lines += ["", f"## {label}", "", *_summary_table(models, columns, summaries)]
     lines += ["", "## Estimator variants", "", _VARIANTS_NOTE, "", *_variants_table(report)]
+    lines += ["", "## Bias-aware calibration errors", "", _ESTIMATORS_NOTE]
+    for label in report.label_names:
+        summaries = [model.labels[label] for model in report.models]
+        lines += ["", f"### {label}", "", *_summary_table(models, list(_ESTIMATOR_COLUMNS), summaries)]
     if report.has_top_label and len(report.label_names) > 1:
         summaries = [model.top_label for model in report.models]
         lines += [
@@ -231,6 +263,11 @@ def markdown_report(report: CalibrationReport) -> str:
             *_summary_table(models, list(_TOP_LABEL_COLUMNS), summaries),
         ]
     return "\n".join(lines) + "\n"
+
+
+def _method(report: CalibrationReport) -> str:
+    """The interval's method as the tables name it."""
+    return "BCa" if report.bootstrap.method == "bca" else "percentile"
 
 
 def write_markdown(path: str | Path, report: CalibrationReport) -> None:
@@ -254,12 +291,13 @@ def _comparison_lines(
             "|---|---:|---:|---:|:---:|---:|",
         ]
         for metric, comparison in paired.metrics.items():
-            fmt = _formatter([getattr(reference.pooled.metrics, metric), comparison.difference])
+            reference_value = _pooled_value(reference, metric)
+            fmt = _formatter([reference_value, comparison.difference])
             interval = comparison.interval
             excludes = "yes" if interval.excludes(0.0) else "no"
             lines.append(
-                f"| {metric} | {fmt(getattr(reference.pooled.metrics, metric))} | "
-                f"{fmt(getattr(summary.pooled.metrics, metric))} | {fmt(comparison.difference)} "
+                f"| {metric} | {fmt(reference_value)} | "
+                f"{fmt(_pooled_value(summary, metric))} | {fmt(comparison.difference)} "
                 f"[{fmt(interval.low)}, {fmt(interval.high)}] | {excludes} | {comparison.fraction_better:.1%} |"
             )
     return lines
@@ -268,8 +306,8 @@ def _comparison_lines(
 def comparison_report(report: CalibrationReport) -> str:
     """comparison.md: each model against the first, per label (and top label), pooled metrics.
 
-    Differences are model - reference on all cases; the interval is the percentile interval of the
-    paired case-level bootstrap; "better in" is the fraction of resamples in which the model is better
+    Differences are model - reference on all cases; the interval is the report's interval (BCa or
+    percentile, `--interval`) of the paired case-level bootstrap; "better in" is the fraction of resamples in which the model is better
     (lower, or higher for Dice).
     """
     models = [model.name for model in report.models]
@@ -277,7 +315,7 @@ def comparison_report(report: CalibrationReport) -> str:
         "# Paired comparison with the reference model",
         "",
         f"Reference: `{models[0]}`. Pooled metrics over the ROI `{report.roi}` (Dice over all voxels); "
-        f"difference = model - reference; {report.bootstrap.level:.0%} percentile interval of the paired "
+        f"difference = model - reference; {report.bootstrap.level:.0%} {_method(report)} interval of the paired "
         f"difference over {report.bootstrap.resamples} case-level bootstrap resamples (seed "
         f"{report.bootstrap.seed}), the same resampled cases for both models. An interval that excludes 0 "
         "means the difference is larger than case-to-case noise.",

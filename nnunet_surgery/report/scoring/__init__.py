@@ -12,6 +12,7 @@ from nnunet_surgery.report.scoring.case import CaseStats, ModelCaseStats, ScoreT
 from nnunet_surgery.report.scoring.gallery_choice import GalleryCase, GallerySelection, select_gallery
 from nnunet_surgery.report.scoring.scores import (
     CalibrationErrors,
+    Estimators,
     LabelMetrics,
     LabelScores,
     TopLabelScores,
@@ -34,6 +35,7 @@ __all__ = [
     "CalibrationReport",
     "CaseStats",
     "ClasswiseMetrics",
+    "Estimators",
     "GalleryCase",
     "GallerySelection",
     "LabelMetrics",

@@ -1,38 +1,78 @@
-"""Case-level bootstrap intervals of the pooled metrics and paired comparisons against the reference
-model (the first), from per-case sufficient statistics (docs/calibration.md#bootstrap).
+"""Case-level bootstrap intervals of the pooled metrics and the case means, and paired comparisons against
+the reference model (the first), from per-case sums (docs/calibration.md#bootstrap, #bca).
 
-Every model and label is resampled with the same case multiplicities `W` (`case_weights`), so a
-difference between two models is computed on the same resampled cases: a paired comparison.
+Every interval goes through `calibration.resampling`: the point estimate, the R resamples (blocks of
+resamples within `memory_budget` bytes) and, for BCa, the leave-one-case-out jackknife of one statistic of
+the per-case sums. Every model and label is resampled with the same case multiplicities (one seed), so a
+difference between two models is computed on the same resampled cases: a paired comparison
+(`resampling.paired`). With `method="percentile"` the intervals are the central percentile intervals of the
+resamples as the report made them before BCa (nothing widened); with "bca" (the default) every interval
+contains its own point estimate.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
 import numpy as np
 
-from nnunet_surgery.calibration import BinnedStats, LabelStats
-from nnunet_surgery.calibration.bootstrap import Interval, percentile_interval
-from nnunet_surgery.calibration.metrics import binned_errors, label_metric_arrays
-from nnunet_surgery.report.scoring.scores import HIGHER_IS_BETTER, CalibrationErrors, LabelMetrics
+from nnunet_surgery.calibration.bootstrap import (
+    DEFAULT_LEVEL,
+    DEFAULT_METHOD,
+    Interval,
+    Method,
+    bootstrap_bounds,
+)
+from nnunet_surgery.calibration.metrics import binned_errors
+from nnunet_surgery.calibration.pooled import PLUG_IN
+from nnunet_surgery.calibration.resampling import (
+    DEFAULT_MEMORY_BUDGET,
+    Statistic,
+    bootstrap_values,
+    jackknife_values,
+    paired,
+    point_values,
+)
+from nnunet_surgery.report.scoring.scores import HIGHER_IS_BETTER
 
 __all__ = [
+    "CaseSums",
+    "IntervalSettings",
     "Intervals",
     "MetricComparison",
     "Paired",
-    "Resampled",
+    "case_mean_statistic",
+    "case_mean_sums",
     "compare",
-    "resample_label",
-    "resample_top_label",
+    "field_values",
+    "intervals_of",
+    "top_label_statistic",
 ]
 
-Metrics = CalibrationErrors | LabelMetrics
+
+@dataclass(frozen=True)
+class IntervalSettings:
+    """How the intervals are made.
+
+    Attributes:
+        resamples: case-level bootstrap resamples R (`--bootstrap`).
+        seed: the bootstrap's seed (`--bootstrap-seed`).
+        level: coverage, e.g. 0.95.
+        method: "bca" (bias-corrected and accelerated, the default) or "percentile" (`--interval`).
+        memory_budget: bytes one block of resamples may use (`resampling.block_rows`).
+    """
+
+    resamples: int
+    seed: int
+    level: float = DEFAULT_LEVEL
+    method: Method = DEFAULT_METHOD
+    memory_budget: int = DEFAULT_MEMORY_BUDGET
 
 
 @dataclass(frozen=True)
 class Intervals:
-    """Percentile intervals per metric name, of the pooled metrics and of the case means."""
+    """Intervals per metric name, of the pooled metrics and of the case means."""
 
     pooled: dict[str, Interval]
     case_mean: dict[str, Interval]
@@ -44,7 +84,7 @@ class MetricComparison:
 
     Attributes:
         difference: model - reference, on all cases (pooled).
-        interval: percentile interval of the difference over the paired resamples.
+        interval: interval of the difference over the paired resamples (the report's method).
         fraction_better: fraction of resamples in which the model is strictly better (lower, or higher
             for Dice).
     """
@@ -63,93 +103,131 @@ class Paired:
 
 
 @dataclass(frozen=True)
-class Resampled:
-    """A model's metrics over the R resamples: metric name -> (R,) array, pooled and case mean."""
+class CaseSums:
+    """One label's (or the top label's) per-case sums, in case order: name -> (n, ...) float64 arrays.
+
+    Attributes:
+        pooled: the sums of the pooled statistic (`calibration.pooled.label_case_sums`, or the three
+            binned arrays of the top label).
+        case_mean: "value/METRIC" (the case's value, 0 where undefined) and "defined/METRIC" (1 or 0).
+        statistic: the pooled metrics of summed rows (`label_statistic` or `top_label_statistic`).
+        metrics: the pooled metrics that get intervals, in output order.
+    """
 
     pooled: dict[str, np.ndarray]
     case_mean: dict[str, np.ndarray]
-
-    def intervals(self, level: float) -> Intervals:
-        return Intervals(
-            {name: percentile_interval(values, level) for name, values in self.pooled.items()},
-            {name: percentile_interval(values, level) for name, values in self.case_mean.items()},
-        )
+    statistic: Statistic
+    metrics: tuple[str, ...]
 
 
-def _weighted(weights: np.ndarray, per_case: Sequence[np.ndarray | float]) -> np.ndarray:
-    """`weights @ stack(per_case)`: the resampled sums, (R, ...)."""
-    return np.tensordot(weights, np.asarray(per_case, dtype=np.float64), axes=(1, 0))
+def top_label_statistic(sums: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """ECE, MCE, ACE of summed top-label bins, (k, B) -> (k,) each."""
+    return binned_errors(sums["count"], sums["sum_confidence"], sums["sum_target"])
 
 
-def _case_means(weights: np.ndarray, per_case: Sequence[Metrics]) -> dict[str, np.ndarray]:
-    """Resampled NaN-ignoring case means of each metric: sum w_c m_c / sum w_c over cases with m_c defined."""
+def case_mean_statistic(sums: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """NaN-ignoring case means of summed rows: sum of the defined values / number of defined cases."""
     means = {}
-    for item in fields(type(per_case[0])):
-        values = np.array([getattr(metrics, item.name) for metrics in per_case], dtype=np.float64)
-        defined = ~np.isnan(values)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            means[item.name] = (weights @ np.where(defined, values, 0.0)) / (weights @ defined)
+    for key, values in sums.items():
+        if key.startswith("value/"):
+            name = key[len("value/") :]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                means[name] = values / sums[f"defined/{name}"]
     return means
 
 
-def resample_label(
-    weights: np.ndarray, cases: Sequence[LabelStats], case_metrics: Sequence[LabelMetrics]
-) -> Resampled:
-    """A label's pooled metrics and case means over the resamples.
+def case_mean_sums(per_case: list[Mapping[str, float]], names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The per-case sums of `case_mean_statistic`: each case's metric values (NaN: undefined), in case order."""
+    sums = {}
+    for name in names:
+        values = np.array([case[name] for case in per_case], dtype=np.float64)
+        defined = ~np.isnan(values)
+        sums[f"value/{name}"] = np.where(defined, values, 0.0)
+        sums[f"defined/{name}"] = defined.astype(np.float64)
+    return sums
+
+
+def _bounds(
+    per_case: Mapping[str, np.ndarray],
+    statistic: Statistic,
+    settings: IntervalSettings,
+    estimates: Mapping[str, float],
+) -> tuple[dict[str, Interval], dict[str, np.ndarray]]:
+    """Each metric of `estimates` with its interval, and the resampled values.
+
+    The interval of a debiased metric (`pooled.PLUG_IN`) is read from its resamples centered on the
+    estimate (`bootstrap_bounds(reference=...)`); the estimates given are those the report shows (the
+    statistic of the summed cases, up to float64 summation order).
+    """
+    resampled = bootstrap_values(
+        per_case, statistic, settings.resamples, settings.seed, memory_budget=settings.memory_budget
+    )
+    jackknife = None
+    if settings.method == "bca":
+        jackknife = jackknife_values(per_case, statistic, memory_budget=settings.memory_budget)
+    references = {}
+    if any(name in PLUG_IN for name in estimates):
+        point = point_values(per_case, statistic)
+        references = {name: point[plug_in] for name, plug_in in PLUG_IN.items() if plug_in in point}
+    intervals = {}
+    for name, estimate in estimates.items():
+        low, high = bootstrap_bounds(
+            np.float64(estimate),
+            resampled[name],
+            None if jackknife is None else jackknife[name],
+            level=settings.level,
+            method=settings.method,
+            contain_estimate=settings.method == "bca",
+            reference=references.get(name),
+        )
+        intervals[name] = Interval(float(low), float(high))
+    return intervals, resampled
+
+
+def intervals_of(
+    sums: CaseSums, pooled: Mapping[str, float], case_mean: Mapping[str, float], settings: IntervalSettings
+) -> Intervals:
+    """The intervals of a label's (or the top label's) pooled metrics and case means.
 
     Args:
-        weights: (R, n) case multiplicities.
-        cases: the n cases' statistics, in case order.
-        case_metrics: the n cases' metrics, in case order.
+        sums: its per-case sums.
+        pooled, case_mean: the point estimates the report shows, by metric name.
+        settings: resamples, seed, level, method, memory budget.
     """
-    pooled = label_metric_arrays(
-        _weighted(weights, [case.reliability.count for case in cases]),
-        _weighted(weights, [case.reliability.sum_confidence for case in cases]),
-        _weighted(weights, [case.reliability.sum_target for case in cases]),
-        *(
-            _weighted(weights, [getattr(case, name) for case in cases])
-            for name in ("nll_sum", "brier_sum", "tp", "fp", "fn")
-        ),
+    pooled_intervals, _ = _bounds(
+        sums.pooled, sums.statistic, settings, {name: pooled[name] for name in sums.metrics}
     )
-    return Resampled(pooled, _case_means(weights, case_metrics))
-
-
-def resample_top_label(
-    weights: np.ndarray, cases: Sequence[BinnedStats], case_errors: Sequence[CalibrationErrors]
-) -> Resampled:
-    """Top-label ECE, MCE, ACE (pooled and case mean) over the resamples."""
-    pooled = binned_errors(
-        _weighted(weights, [case.count for case in cases]),
-        _weighted(weights, [case.sum_confidence for case in cases]),
-        _weighted(weights, [case.sum_target for case in cases]),
-    )
-    return Resampled(pooled, _case_means(weights, case_errors))
+    mean_intervals, _ = _bounds(sums.case_mean, case_mean_statistic, settings, dict(case_mean))
+    return Intervals(pooled_intervals, mean_intervals)
 
 
 def compare(
     reference: str,
-    point: Metrics,
-    reference_point: Metrics,
-    resampled: Resampled,
-    reference_resampled: Resampled,
-    level: float,
+    point: Mapping[str, float],
+    reference_point: Mapping[str, float],
+    sums: CaseSums,
+    reference_sums: CaseSums,
+    settings: IntervalSettings,
 ) -> Paired:
-    """Pooled metrics of a model against the reference's, on the same resamples.
+    """Pooled metrics of a model against the reference's, on the same resampled (and left-out) cases.
 
     Args:
         reference: the reference model's name.
-        point, reference_point: pooled metrics on all cases.
-        resampled, reference_resampled: both models' resampled metrics (same weights).
-        level: interval coverage.
+        point, reference_point: both models' pooled metrics on all cases, by name.
+        sums, reference_sums: both models' per-case sums of the label.
+        settings: as for the intervals.
     """
+    joint, difference = paired(sums.pooled, reference_sums.pooled, sums.statistic)
+    differences = {name: float(point[name] - reference_point[name]) for name in sums.metrics}
+    intervals, resampled = _bounds(joint, difference, settings, differences)
     comparisons = {}
-    for item in fields(type(point)):
-        name = item.name
-        difference = resampled.pooled[name] - reference_resampled.pooled[name]
-        better = difference > 0 if name in HIGHER_IS_BETTER else difference < 0
-        comparisons[name] = MetricComparison(
-            difference=float(getattr(point, name) - getattr(reference_point, name)),
-            interval=percentile_interval(difference, level),
-            fraction_better=float(better.mean()),
-        )
+    for name in sums.metrics:
+        values = resampled[name]
+        better = values > 0 if name in HIGHER_IS_BETTER else values < 0
+        comparisons[name] = MetricComparison(differences[name], intervals[name], float(better.mean()))
     return Paired(reference, comparisons)
+
+
+def field_values(metrics: object) -> dict[str, float]:
+    """A metrics dataclass as name -> value."""
+    return {item.name: getattr(metrics, item.name) for item in fields(metrics)}

@@ -26,6 +26,7 @@ from nnunet_surgery.calibration import (
 __all__ = [
     "HIGHER_IS_BETTER",
     "CalibrationErrors",
+    "Estimators",
     "LabelMetrics",
     "LabelScores",
     "TopLabelScores",
@@ -97,6 +98,25 @@ class VariantMetrics:
 
 
 @dataclass(frozen=True)
+class Estimators:
+    """Bias-aware estimates of a label's pooled calibration error, beside the plug-in ones
+    (docs/calibration.md#bias-of-the-plug-in-errors, #smooth-ece), from the per-case sums
+    (`calibration.pooled.label_statistic`).
+
+    Attributes:
+        ce_l2sq: plug-in squared L2 error sum_b n_b/N g_b^2 (the square of `ce_rms`).
+        ce_l2sq_debiased: debiased squared L2 error (Kumar et al. 2019), case-level variance; may be < 0.
+        ece_debiased: bias-corrected ECE, case-level variance; may be < 0.
+        smooth_ece: smooth ECE (Blasiok and Nakkiran 2023; relplot's smECE) of the fine histogram.
+    """
+
+    ce_l2sq: float
+    ce_l2sq_debiased: float
+    ece_debiased: float
+    smooth_ece: float
+
+
+@dataclass(frozen=True)
 class LabelScores:
     """A label's metrics with the counts behind them, on one case or pooled.
 
@@ -106,6 +126,7 @@ class LabelScores:
         tp, fp, fn: hard confusion counts of the Dice.
         truth: distances to p*, or None without a truth folder.
         variants: the estimator variants.
+        estimators: the bias-aware estimates (pooled scores only; None for a case).
     """
 
     metrics: LabelMetrics
@@ -115,6 +136,7 @@ class LabelScores:
     fn: int
     truth: TruthMetrics | None
     variants: VariantMetrics
+    estimators: Estimators | None = None
 
     @classmethod
     def of(cls, stats: LabelStats) -> LabelScores:
@@ -148,7 +170,7 @@ class TopLabelScores:
         return cls(CalibrationErrors(**calibration_errors(stats)), int(stats.total))
 
 
-Metrics = TypeVar("Metrics", CalibrationErrors, LabelMetrics, TruthMetrics, VariantMetrics)
+Metrics = TypeVar("Metrics", CalibrationErrors, Estimators, LabelMetrics, TruthMetrics, VariantMetrics)
 
 
 def field_names(kind: type) -> tuple[str, ...]:

@@ -110,11 +110,13 @@ class ModelSummary:
 
 @dataclass(frozen=True)
 class Bootstrap:
-    """How the intervals were made: `resamples` case-level resamples with `seed`, `level` coverage."""
+    """How the intervals were made: `resamples` case-level resamples with `seed`, `level` coverage, read
+    from the resamples by `method` ("bca" or "percentile")."""
 
     resamples: int
     seed: int
     level: float
+    method: str = "bca"
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "report": "report",
     "recalibrate": "recalibrate",
     "maps": "maps",
+    "conformal": "conformal",
     "demo": "demo",
 }
 

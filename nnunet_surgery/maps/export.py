@@ -33,10 +33,10 @@ from nnunet_surgery.cases import (
     iterate_cases,
     load_dataset_json,
     load_valid_probabilities,
+    read_geometry,
     reader_for,
 )
 from nnunet_surgery.cases.staging import check_writable, staged_folder
-from nnunet_surgery.maps.geometry import read_geometry
 from nnunet_surgery.maps.uncertainty import EnsembleSums
 
 __all__ = ["MapsTask", "export_case", "export_maps", "map_file_names"]

@@ -105,6 +105,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="gallery/CASE.png for the K cases where the models' case ECE differs most and each model's worst "
         "case (image slice, reference contour, each model's probability), and case_ece_<label>.png. Default: 0",
     )
+    parser.add_argument(
+        "--conformal",
+        default=None,
+        metavar="CONFORMAL.json",
+        help="also score each model's conformal masks (a predictor of `conformal fit`): achieved FNR with its "
+        "case-bootstrap interval and mask size relative to the segmentation and the reference",
+    )
     add_common_arguments(parser, overwrite="replace a report already in OUT_DIR")
 
 
@@ -126,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
         preset=args.preset,
         images_folder=args.images,
         gallery=args.gallery,
+        conformal=args.conformal,
         ensembles=args.ensembles,
         overwrite=args.overwrite,
         progress=args.progress,

@@ -1,0 +1,79 @@
+"""`nnunet-surgery report --conformal CONFORMAL.json`: per model, the achieved mean FNR, pooled FNR and mask
+sizes relative to nnU-Net's argmax segmentation and to the reference, recomputed here from the arrays,
+with case-bootstrap intervals around them; in calibration.json and calibration.md."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conformal_folders import run_conformal
+
+from nnunet_surgery.cli import main
+
+
+def _expected(dataset, probabilities: dict, threshold: float, channel: int) -> dict[str, float]:
+    """The four metrics from the arrays: masks {p >= t} against references and argmax segmentations."""
+    fnrs, mask, segmentation, reference, missed = [], 0, 0, 0, 0
+    for case in dataset.test_cases:
+        p = probabilities[case]
+        inside = p[channel] >= np.float32(threshold)
+        truth = dataset.references[case] == channel
+        fnrs.append(np.count_nonzero(truth & ~inside) / truth.sum() if truth.any() else 0.0)
+        mask += inside.sum()
+        segmentation += (p.argmax(axis=0) == channel).sum()
+        reference += truth.sum()
+        missed += (truth & ~inside).sum()
+    return {
+        "mean_fnr": float(np.mean(fnrs)),
+        "pooled_fnr": missed / reference,
+        "size_to_segmentation": mask / segmentation,
+        "size_to_reference": mask / reference,
+    }
+
+
+@pytest.mark.parametrize("bootstrap", ["0", "200"])
+def test_report_scores_each_models_conformal_masks(conformal_dataset, tmp_path, bootstrap):
+    dataset = conformal_dataset("labels", n_calibration=12, n_test=6)
+    predictor = tmp_path / "conformal.json"
+    fit = [
+        str(dataset.gt),
+        *map(str, dataset.folds),
+        "-djfile",
+        str(dataset.dataset_json),
+        "-o",
+        str(predictor),
+    ]
+    assert run_conformal("fit", *fit, "--alpha", "0.2", "-np", "1") == 0
+    fitted = json.loads(predictor.read_text())["labels"]
+    sharp = tmp_path / "sharp"  # a second model: the same cases, probabilities sharpened (p^2, renormalised)
+    sharp.mkdir()
+    sharpened = {}
+    for case in dataset.test_cases:
+        squared = dataset.probabilities[case].astype(np.float64) ** 2
+        sharpened[case] = (squared / squared.sum(axis=0)).astype(np.float32)
+        np.savez_compressed(sharp / f"{case}.npz", probabilities=sharpened[case])
+    out = tmp_path / "report"
+    arguments = [str(dataset.gt_test), str(dataset.test), str(sharp), "-djfile", str(dataset.dataset_json)]
+    arguments += ["-o", str(out), "--names", "plain", "sharp", "--bootstrap", bootstrap, "-np", "1"]
+    assert main(["report", *arguments, "--conformal", str(predictor), "--no-progress"]) == 0
+    section = json.loads((out / "calibration.json").read_text())["conformal"]
+    assert section["alpha"] == 0.2 and section["n_cases"] == len(dataset.test_cases)
+    assert sorted(section["models"]) == ["plain", "sharp"]
+    for model, probabilities in (("plain", dataset.probabilities), ("sharp", sharpened)):
+        for name, channel in (("organ", 1), ("lesion", 2)):
+            threshold = fitted[name]["threshold"]
+            assert section["labels"][name]["threshold"] == threshold
+            expected = _expected(dataset, probabilities, threshold, channel)
+            scored = section["models"][model][name]
+            for metric, value in expected.items():
+                assert scored[metric]["value"] == pytest.approx(value, rel=1e-12)
+                if bootstrap == "0":
+                    assert scored[metric]["ci95"] is None
+                else:
+                    low, high = scored[metric]["ci95"]
+                    assert low <= scored[metric]["value"] <= high and low < high
+    markdown = (out / "calibration.md").read_text()
+    assert "## Conformal masks" in markdown
+    assert markdown.count("| plain |") >= 2 and markdown.count("| sharp |") >= 2

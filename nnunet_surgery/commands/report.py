@@ -107,10 +107,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--conformal",
+        nargs="+",
         default=None,
         metavar="CONFORMAL.json",
-        help="also score each model's conformal masks (a predictor of `conformal fit`): achieved FNR with its "
-        "case-bootstrap interval and mask size relative to the segmentation and the reference",
+        help="also score each model's conformal masks (predictors of `conformal fit`: one for every model, or one "
+        "per model in model order): achieved FNR with its case-bootstrap interval, and mask size relative to "
+        "the segmentation and to the reference",
     )
     add_common_arguments(parser, overwrite="replace a report already in OUT_DIR")
 

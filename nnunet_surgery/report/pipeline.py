@@ -18,7 +18,7 @@ from pathlib import Path
 
 from nnunet_surgery.cases import InputError
 from nnunet_surgery.report.inputs import check_gallery, read_gallery, read_inputs
-from nnunet_surgery.report.inputs.conformal_predictor import read_conformal_predictor
+from nnunet_surgery.report.inputs.conformal_predictor import read_conformal_predictors
 from nnunet_surgery.report.outputs import check_out_dir, write_report
 from nnunet_surgery.report.outputs.writer import report_content
 from nnunet_surgery.report.scoring import CalibrationReport, GalleryCase, score_report, select_gallery
@@ -57,7 +57,7 @@ def generate_report(
     *,
     images_folder: str | Path | None = None,
     gallery: int = 0,
-    conformal: str | Path | None = None,
+    conformal: str | Path | list[str | Path] | None = None,
     overwrite: bool = False,
     progress: bool = False,
     **options,
@@ -75,7 +75,8 @@ def generate_report(
         out_dir: output folder (calibration.json, calibration.csv, calibration.md, reliability_*.png).
         images_folder: images `CASE_0000{file_ending}` for the gallery.
         gallery: cases in the gallery (`gallery/CASE.png`, plus per-case ECE plots); 0: none.
-        conformal: a CONFORMAL.json of `conformal fit`: each model's masks scored too (docs/conformal.md).
+        conformal: CONFORMAL.json of `conformal fit`, one for every model or one per model (in model
+            order): each model's masks scored too (docs/conformal.md).
         overwrite: replace a report already in OUT_DIR.
         progress: show a progress bar on a terminal.
         **options: the keywords of `report.inputs.read_inputs`: names, n_bins, roi, truth_folder,
@@ -90,7 +91,8 @@ def generate_report(
     check_gallery(images_folder, gallery)
     check_out_dir(out_dir, overwrite)
     inputs = read_inputs(gt_folder, pred_folders, dataset_json, **options)
-    predictor = None if conformal is None else read_conformal_predictor(conformal, inputs.dataset)
+    models = [name for name, _ in inputs.models]
+    predictors = None if conformal is None else read_conformal_predictors(conformal, inputs.dataset, models)
     if Path(out_dir).resolve() in {Path(folder).resolve() for folder in inputs.folders}:
         raise InputError(f"{out_dir}: OUT_DIR must not be an input folder")
     report = score_report(inputs, progress=progress)
@@ -105,11 +107,10 @@ def generate_report(
             GalleryCase(selection, models, cut) for selection, cut in zip(chosen, slices, strict=True)
         )
     scores = None
-    if predictor is not None:
+    if predictors is not None:
         run = inputs.options.run
-        models = tuple(name for name, _ in inputs.models)
         scores = score_conformal(
-            inputs.cases, models, predictor, str(conformal), num_processes=run.num_processes,
+            inputs.cases, tuple(models), predictors, num_processes=run.num_processes,
             bootstrap=run.bootstrap, seed=run.seed, progress=progress,
         )  # fmt: skip
     write_report(out_dir, report, overwrite=overwrite, gallery=cases, conformal=scores)

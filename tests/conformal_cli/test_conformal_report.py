@@ -59,14 +59,16 @@ def test_report_scores_each_models_conformal_masks(conformal_dataset, tmp_path, 
     arguments += ["-o", str(out), "--names", "plain", "sharp", "--bootstrap", bootstrap, "-np", "1"]
     assert main(["report", *arguments, "--conformal", str(predictor), "--no-progress"]) == 0
     section = json.loads((out / "calibration.json").read_text())["conformal"]
-    assert section["alpha"] == 0.2 and section["n_cases"] == len(dataset.test_cases)
+    assert section["n_cases"] == len(dataset.test_cases)
     assert sorted(section["models"]) == ["plain", "sharp"]
     for model, probabilities in (("plain", dataset.probabilities), ("sharp", sharpened)):
+        assert section["models"][model]["alpha"] == 0.2
+        assert section["models"][model]["predictor"] == str(predictor)
         for name, channel in (("organ", 1), ("lesion", 2)):
             threshold = fitted[name]["threshold"]
-            assert section["labels"][name]["threshold"] == threshold
+            scored = section["models"][model]["labels"][name]
+            assert scored["threshold"] == threshold
             expected = _expected(dataset, probabilities, threshold, channel)
-            scored = section["models"][model][name]
             for metric, value in expected.items():
                 assert scored[metric]["value"] == pytest.approx(value, rel=1e-12)
                 if bootstrap == "0":
@@ -77,3 +79,55 @@ def test_report_scores_each_models_conformal_masks(conformal_dataset, tmp_path, 
     markdown = (out / "calibration.md").read_text()
     assert "## Conformal masks" in markdown
     assert markdown.count("| plain |") >= 2 and markdown.count("| sharp |") >= 2
+
+
+def test_one_predictor_per_model(conformal_dataset, tmp_path):
+    dataset = conformal_dataset("labels", n_calibration=12, n_test=3)
+    fit = [str(dataset.gt), *map(str, dataset.folds), "-djfile", str(dataset.dataset_json)]
+    loose, strict = tmp_path / "loose.json", tmp_path / "strict.json"
+    assert run_conformal("fit", *fit, "-o", str(loose), "--alpha", "0.3", "-np", "1") == 0
+    assert run_conformal("fit", *fit, "-o", str(strict), "--alpha", "0.1", "-np", "1") == 0
+    out = tmp_path / "report"
+    arguments = [
+        str(dataset.gt_test),
+        str(dataset.test),
+        str(dataset.test),
+        "-djfile",
+        str(dataset.dataset_json),
+    ]
+    arguments += ["-o", str(out), "--names", "a", "b", "--bootstrap", "0", "-np", "1"]
+    assert main(["report", *arguments, "--conformal", str(loose), str(strict), "--no-progress"]) == 0
+    models = json.loads((out / "calibration.json").read_text())["conformal"]["models"]
+    assert (models["a"]["alpha"], models["b"]["alpha"]) == (0.3, 0.1)
+    for name in ("organ", "lesion"):
+        # the same probabilities: the stricter alpha gives the lower threshold and the larger mask
+        a, b = models["a"]["labels"][name], models["b"]["labels"][name]
+        assert b["threshold"] < a["threshold"]
+        assert b["size_to_reference"]["value"] > a["size_to_reference"]["value"]
+        assert b["mean_fnr"]["value"] <= a["mean_fnr"]["value"]
+
+
+def test_another_number_of_predictors_than_models(conformal_dataset, tmp_path, capsys):
+    dataset = conformal_dataset("labels", n_calibration=12, n_test=2)
+    predictor = tmp_path / "c.json"
+    fit = [
+        str(dataset.gt),
+        *map(str, dataset.folds),
+        "-djfile",
+        str(dataset.dataset_json),
+        "-o",
+        str(predictor),
+    ]
+    assert run_conformal("fit", *fit, "--alpha", "0.3", "-np", "1") == 0
+    out = tmp_path / "report"
+    arguments = [
+        str(dataset.gt_test),
+        str(dataset.test),
+        "-djfile",
+        str(dataset.dataset_json),
+        "-o",
+        str(out),
+    ]
+    conformal = ["--conformal", str(predictor), str(predictor)]
+    assert main(["report", *arguments, *conformal, "--no-progress"]) == 2
+    assert "--conformal" in capsys.readouterr().err and not out.exists()

@@ -20,35 +20,41 @@ METRICS = {
 }
 
 
-def conformal_json(scores: ConformalScores) -> dict:
-    """The "conformal" entry of calibration.json: the predictor, and per model and label each metric's
-    value with its 95% case-bootstrap interval (`ci95`, null without bootstrap)."""
-    document = scores.document
+def _estimates(estimates: dict) -> dict:
     return {
-        "predictor": scores.source,
+        name: {
+            "value": estimate.value,
+            "ci95": None
+            if math.isnan(estimate.interval.low)
+            else [estimate.interval.low, estimate.interval.high],
+        }
+        for name, estimate in estimates.items()
+    }
+
+
+def conformal_json(scores: ConformalScores) -> dict:
+    """The "conformal" entry of calibration.json: per model, its predictor (file, alpha, rule) and per label
+    the threshold and each metric's value with its 95% case-bootstrap interval (`ci95`, null without)."""
+    return {
         "method": METHOD,
         "risk": "fnr",
-        "alpha": document.alpha,
-        "empty_references": document.empty_references,
         "n_cases": scores.n_cases,
         "bootstrap": scores.bootstrap,
         "metrics": dict(METRICS),
-        "labels": {
-            label.name: {"threshold": label.threshold, "feasible": label.feasible, "n_calibration": label.n}
-            for label in document.labels
-        },
         "models": {
             model.name: {
-                label: {
-                    name: {
-                        "value": estimate.value,
-                        "ci95": None
-                        if math.isnan(estimate.interval.low)
-                        else [estimate.interval.low, estimate.interval.high],
+                "predictor": model.source,
+                "alpha": model.document.alpha,
+                "empty_references": model.document.empty_references,
+                "labels": {
+                    label.name: {
+                        "threshold": label.threshold,
+                        "feasible": label.feasible,
+                        "n_calibration": label.n,
+                        **_estimates(model.labels[label.name]),
                     }
-                    for name, estimate in estimates.items()
-                }
-                for label, estimates in model.labels.items()
+                    for label in model.document.labels
+                },
             }
             for model in scores.models
         },
@@ -65,26 +71,25 @@ def _shown(estimate) -> str:
 
 def conformal_markdown(scores: ConformalScores) -> str:
     """calibration.md's section: one row per model and label."""
-    document = scores.document
     interval = f", 95% case-bootstrap intervals ({scores.bootstrap} resamples)" if scores.bootstrap else ""
     lines = [
         "",
         "## Conformal masks",
         "",
-        f"Masks {{p >= threshold}} of `{scores.source}` (conformal risk control, alpha = {document.alpha:g}, "
-        f"empty references: {document.empty_references}) on {scores.n_cases} case(s){interval}. The guarantee is "
-        "E[mean FNR] <= alpha over calibration and test draws, for cases exchangeable with the calibration cases; "
-        "sizes are mask voxels over nnU-Net's segmentation and over the reference (docs/conformal.md).",
+        f"Masks {{p >= threshold}} of each model's conformal predictor (conformal risk control of the per-case "
+        f"false-negative rate) on {scores.n_cases} case(s){interval}. The guarantee is E[FNR] <= alpha, over the "
+        "draw of calibration and test cases exchangeable with each other; sizes are mask voxels over nnU-Net's "
+        "segmentation and over the reference (docs/conformal.md#reading-the-table).",
         "",
-        "| Model | Label | Threshold | Achieved FNR | Pooled FNR | Size / segmentation | Size / reference |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| Model | Label | alpha | Threshold | Achieved FNR | Pooled FNR | Size / segmentation | Size / reference |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
-    thresholds = {label.name: label.threshold for label in document.labels}
     for model in scores.models:
-        for label, estimates in model.labels.items():
+        for label in model.document.labels:
+            estimates = model.labels[label.name]
             lines.append(
-                f"| {model.name} | {label} | {thresholds[label]:.4g} | {_shown(estimates['mean_fnr'])} | "
-                f"{_shown(estimates['pooled_fnr'])} | {_shown(estimates['size_to_segmentation'])} | "
-                f"{_shown(estimates['size_to_reference'])} |"
+                f"| {model.name} | {label.name} | {model.document.alpha:g} | {label.threshold:.4g} | "
+                f"{_shown(estimates['mean_fnr'])} | {_shown(estimates['pooled_fnr'])} | "
+                f"{_shown(estimates['size_to_segmentation'])} | {_shown(estimates['size_to_reference'])} |"
             )
     return "\n".join(lines) + "\n"

@@ -37,17 +37,17 @@ class ConformalTask:
 
     Attributes:
         case: its files (a prediction per model) and how to read them.
-        labels: (layout index, threshold) of each fitted label.
+        labels: per model, (layout index, threshold) of each label its predictor fitted.
     """
 
     case: CaseTask
-    labels: tuple[tuple[int, float], ...]
+    labels: tuple[tuple[tuple[int, float], ...], ...]
 
 
-def _model_sums(task: ConformalTask, path, reference, flat: np.ndarray) -> tuple[MaskSums, ...]:
-    """Per fitted label, the case's MaskSums under one model's probabilities (C, N)."""
-    layout = task.case.layout
-    counts = [None] * len(task.labels)
+def _model_sums(task: ConformalTask, model: int, path, reference, flat: np.ndarray) -> tuple[MaskSums, ...]:
+    """Per fitted label of model `model`, the case's MaskSums under its probabilities (C, N)."""
+    layout, fitted = task.case.layout, task.labels[model]
+    counts = [None] * len(fitted)
     for chunk in voxel_chunks(flat.shape[1], layout.n_channels):
         probabilities = valid_probabilities(path, flat[:, chunk], softmax=layout.softmax)
         labels = reference.labels[chunk]
@@ -55,7 +55,7 @@ def _model_sums(task: ConformalTask, path, reference, flat: np.ndarray) -> tuple
             keep = reference.valid[chunk]
             probabilities, labels = probabilities[:, keep], labels[keep]
         segmentation = layout.segmentation(probabilities)
-        for slot, (index, threshold) in enumerate(task.labels):
+        for slot, (index, threshold) in enumerate(fitted):
             part = case_mask_counts(
                 probabilities[layout.channels[index]],
                 layout.member_mask(index, labels),
@@ -68,10 +68,11 @@ def _model_sums(task: ConformalTask, path, reference, flat: np.ndarray) -> tuple
 
 def _finish(task: ConformalTask, prepared: PreparedCase) -> tuple[tuple[MaskSums, ...], ...]:
     files, reference = task.case.files, prepared.reference
-    models = [_model_sums(task, files.predictions[0][0], reference, prepared.first)]
+    models = [_model_sums(task, 0, files.predictions[0][0], reference, prepared.first)]
     del prepared
-    for paths in files.predictions[1:]:
-        models.append(_model_sums(task, paths[0], reference, load_model(paths, reference, task.case.layout)))
+    for model, paths in enumerate(files.predictions[1:], start=1):
+        probabilities = load_model(paths, reference, task.case.layout)
+        models.append(_model_sums(task, model, paths[0], reference, probabilities))
     return tuple(models)
 
 
@@ -94,34 +95,34 @@ def _case_name(task: ConformalTask) -> str:
 
 @dataclass(frozen=True)
 class ConformalModel:
-    """One model's achieved numbers per fitted label.
+    """One model's achieved numbers per label of its predictor.
 
     Attributes:
         name: the model.
+        document: its conformal predictor.
+        source: the predictor's file.
         labels: label -> metric (`conformal.mask_metrics`: mean_fnr, pooled_fnr, size_to_segmentation,
             size_to_reference) -> Estimate (value, and the bootstrap interval; NaN bounds without bootstrap).
         sums: label -> the MaskSums over all cases.
     """
 
     name: str
+    document: ConformalDocument
+    source: str
     labels: dict[str, dict[str, Estimate]]
     sums: dict[str, MaskSums]
 
 
 @dataclass(frozen=True)
 class ConformalScores:
-    """`report --conformal`'s results: the predictor and what each model achieves with it.
+    """`report --conformal`'s results: what each model achieves with its predictor.
 
     Attributes:
-        document: the conformal predictor.
-        source: its file.
         n_cases: cases scored.
         models: per model, in model order.
         bootstrap: resamples of the intervals (0: none).
     """
 
-    document: ConformalDocument
-    source: str
     n_cases: int
     models: tuple[ConformalModel, ...]
     bootstrap: int
@@ -146,8 +147,7 @@ def _estimates(rows: list[MaskSums], rule: str, bootstrap: int, seed: int) -> di
 def score_conformal(
     cases: tuple[CaseTask, ...],
     model_names: tuple[str, ...],
-    document: ConformalDocument,
-    source: str,
+    predictors: tuple[tuple[str, ConformalDocument], ...],
     *,
     num_processes: int,
     bootstrap: int,
@@ -156,13 +156,23 @@ def score_conformal(
 ) -> ConformalScores:
     """Every model's conformal masks scored on every case, with case-bootstrap intervals.
 
+    Args:
+        cases: the report's cases (a prediction per model, in model order).
+        model_names: the models, in order.
+        predictors: per model, (file, predictor) whose thresholds it is scored with.
+        num_processes, bootstrap, seed: the report's run options.
+        progress: show a progress bar.
+
     Raises:
         InputError: a case's files fail a check, or a worker process died.
     """
     layout = cases[0].layout
-    labels = tuple((layout.names.index(label.name), label.threshold) for label in document.labels)
+    labels = tuple(
+        tuple((layout.names.index(label.name), label.threshold) for label in document.labels)
+        for _, document in predictors
+    )
     tasks = [ConformalTask(case, labels) for case in cases]
-    rows = [[[] for _ in labels] for _ in model_names]
+    rows = [[[] for _ in fitted] for fitted in labels]
     results = iterate_cases(
         conformal_case,
         tasks,
@@ -177,7 +187,7 @@ def score_conformal(
             for label_rows, sums in zip(model_rows, model_sums, strict=True):
                 label_rows.append(sums)
     models = []
-    for name, model_rows in zip(model_names, rows, strict=True):
+    for name, (source, document), model_rows in zip(model_names, predictors, rows, strict=True):
         estimates, totals = {}, {}
         for label, label_rows in zip(document.labels, model_rows, strict=True):
             estimates[label.name] = _estimates(label_rows, document.empty_references, bootstrap, seed)
@@ -185,5 +195,5 @@ def score_conformal(
             for row in label_rows:
                 total = total.merge(row)
             totals[label.name] = total
-        models.append(ConformalModel(name, estimates, totals))
-    return ConformalScores(document, source, len(tasks), tuple(models), bootstrap)
+        models.append(ConformalModel(name, document, source, estimates, totals))
+    return ConformalScores(len(tasks), tuple(models), bootstrap)

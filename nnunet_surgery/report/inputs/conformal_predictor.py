@@ -1,5 +1,5 @@
 """`report --conformal CONFORMAL.json`: the conformal predictor read and checked against the report's
-dataset.json before any case is scored (docs/conformal.md#the-table)."""
+dataset.json before any case is scored (docs/conformal.md#reading-the-table)."""
 
 from __future__ import annotations
 

@@ -6,9 +6,11 @@ from __future__ import annotations
 import argparse
 
 from nnunet_surgery.commands._options import (
+    add_action,
+    add_calibration_folders,
     add_common_arguments,
-    add_djfile_argument,
     add_output_argument,
+    check_output_file,
     processes,
 )
 
@@ -28,16 +30,11 @@ _APPLY_HELP = "write OUT_FOLDER/CASE/<label>_mask.nii.gz ({p >= t}, uint8) in th
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-    fit = actions.add_parser("fit", help=_FIT_HELP, description=_FIT_HELP)
-    fit.set_defaults(_prog=fit.prog)  # errors name the action: `nnunet-surgery conformal fit: error: ...`
-    fit.add_argument("gt_folder", metavar="GT_FOLDER", help="reference segmentations CASE{file_ending}")
-    fit.add_argument(
-        "pred_folders",
-        metavar="VAL_PRED_FOLDER",
-        nargs="+",
-        help="folder(s) of CASE.npz validation probabilities, each case in one folder: the calibration cases",
+    fit = add_action(actions, "fit", _FIT_HELP)
+    add_calibration_folders(
+        fit,
+        "folder(s) of CASE.npz validation probabilities, each case in one folder: the calibration cases",
     )
-    add_djfile_argument(fit)
     add_output_argument(fit, "CONFORMAL.json", "conformal predictor file to write")
     fit.add_argument(
         "--risk", choices=("fnr",), default="fnr", help="the controlled loss: per-case false-negative rate"
@@ -60,8 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_common_arguments(fit, overwrite="replace an existing CONFORMAL.json")
 
-    apply = actions.add_parser("apply", help=_APPLY_HELP, description=_APPLY_HELP)
-    apply.set_defaults(_prog=apply.prog)
+    apply = add_action(actions, "apply", _APPLY_HELP)
     apply.add_argument("conformal", metavar="CONFORMAL.json", help="a predictor of `conformal fit`")
     apply.add_argument(
         "pred_folder",
@@ -73,19 +69,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _fit(args: argparse.Namespace, num_processes: int) -> str:
-    from pathlib import Path
-
-    from nnunet_surgery.cases import InputError
-    from nnunet_surgery.cases.staging import check_writable, write_text_atomic
+    from nnunet_surgery.cases.staging import write_text_atomic
     from nnunet_surgery.conformal.document import document_text
     from nnunet_surgery.risk_control import fit_conformal
 
-    output = Path(args.output)
-    if output.is_dir():
-        raise InputError(f"{output}: -o must be a file (CONFORMAL.json), but is a folder")
-    if output.exists() and not args.overwrite:
-        raise InputError(f"{output}: the conformal predictor exists; pass --overwrite to replace it")
-    check_writable(output, "-o CONFORMAL.json")
+    output = check_output_file(args, "CONFORMAL.json", "the conformal predictor")
     document = fit_conformal(
         args.gt_folder,
         args.pred_folders,
@@ -108,14 +96,8 @@ def _fit(args: argparse.Namespace, num_processes: int) -> str:
 def _apply(args: argparse.Namespace, num_processes: int) -> str:
     from nnunet_surgery.risk_control import apply_conformal
 
-    written = apply_conformal(
-        args.conformal,
-        args.pred_folder,
-        args.output,
-        overwrite=args.overwrite,
-        num_processes=num_processes,
-        progress=args.progress,
-    )
+    options = {"overwrite": args.overwrite, "num_processes": num_processes, "progress": args.progress}
+    written = apply_conformal(args.conformal, args.pred_folder, args.output, **options)
     return f"wrote {args.output} ({written} case(s))"
 
 

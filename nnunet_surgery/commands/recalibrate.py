@@ -6,9 +6,11 @@ import argparse
 import sys
 
 from nnunet_surgery.commands._options import (
+    add_action,
+    add_calibration_folders,
     add_common_arguments,
-    add_djfile_argument,
     add_output_argument,
+    check_output_file,
     processes,
     roi_argument,
 )
@@ -31,16 +33,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from nnunet_surgery.recalibration.objective import METHODS
 
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-    fit = actions.add_parser("fit", help=_FIT_HELP, description=_FIT_HELP)
-    fit.set_defaults(_prog=fit.prog)  # errors name the action: `nnunet-surgery recalibrate fit: error: ...`
-    fit.add_argument("gt_folder", metavar="GT_FOLDER", help="reference segmentations CASE{file_ending}")
-    fit.add_argument(
-        "pred_folders",
-        metavar="VAL_PRED_FOLDER",
-        nargs="+",
-        help="folder(s) of CASE.npz validation probabilities, each case in one folder (.pkl files are never read)",
+    fit = add_action(actions, "fit", _FIT_HELP)
+    add_calibration_folders(
+        fit,
+        "folder(s) of CASE.npz validation probabilities, each case in one folder (.pkl files are never read)",
     )
-    add_djfile_argument(fit)
     add_output_argument(fit, "CALIBRATOR.json", "calibrator file to write")
     fit.add_argument(
         "--method",
@@ -58,8 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_common_arguments(fit, overwrite="replace an existing CALIBRATOR.json", progress="no progress output")
 
-    apply = actions.add_parser("apply", help=_APPLY_HELP, description=_APPLY_HELP)
-    apply.set_defaults(_prog=apply.prog)
+    apply = add_action(actions, "apply", _APPLY_HELP)
     apply.add_argument("calibrator", metavar="CALIBRATOR.json", help="a calibrator of `recalibrate fit`")
     apply.add_argument(
         "pred_folder", metavar="PRED_FOLDER", help="CASE.npz of nnUNetv2_predict --save_probabilities"
@@ -69,19 +65,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _fit(args: argparse.Namespace, num_processes: int) -> str:
-    from pathlib import Path
-
-    from nnunet_surgery.cases import InputError
-    from nnunet_surgery.cases.staging import check_writable
     from nnunet_surgery.recalibration.fit import fit_calibrator
     from nnunet_surgery.recalibration.objective import SCALE_MIN
 
-    output = Path(args.output)
-    if output.is_dir():
-        raise InputError(f"{output}: -o must be a file (CALIBRATOR.json), but is a folder")
-    if output.exists() and not args.overwrite:
-        raise InputError(f"{output}: the calibrator exists; pass --overwrite to replace it")
-    check_writable(output, "-o CALIBRATOR.json")
+    output = check_output_file(args, "CALIBRATOR.json", "the calibrator")
     calibrator = fit_calibrator(
         args.gt_folder,
         args.pred_folders,

@@ -37,6 +37,20 @@ def run_conformal(*arguments: str) -> int:
     return main(["conformal", *arguments, "--no-progress"])
 
 
+def fit_predictor(dataset: ConformalDataset, output: Path, alpha: str, *extra: str) -> dict:
+    """`conformal fit` of the dataset's calibration folds at `alpha` into `output` (-np 1); its content."""
+    arguments = [
+        str(dataset.gt),
+        *map(str, dataset.folds),
+        "-djfile",
+        str(dataset.dataset_json),
+        "-o",
+        str(output),
+    ]
+    assert run_conformal("fit", *arguments, "--alpha", alpha, "-np", "1", *extra) == 0
+    return json.loads(output.read_text())
+
+
 def write_image(path: Path, labels: np.ndarray) -> None:
     """A label image (z, y, x) as NIfTI with the geometry SPACING, ORIGIN, DIRECTION."""
     image = sitk.GetImageFromArray(labels.astype(np.uint8))

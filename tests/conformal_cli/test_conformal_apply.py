@@ -4,27 +4,12 @@ without --overwrite."""
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from conformal_folders import run_conformal
+from conformal_folders import fit_predictor, run_conformal
 
 from nnunet_surgery.cases import load_dataset_json
-
-
-def _fit(dataset, output, alpha: str = "0.15") -> dict:
-    arguments = [
-        str(dataset.gt),
-        *map(str, dataset.folds),
-        "-djfile",
-        str(dataset.dataset_json),
-        "-o",
-        str(output),
-    ]
-    assert run_conformal("fit", *arguments, "--alpha", alpha, "-np", "1") == 0
-    return json.loads(output.read_text())
 
 
 @pytest.mark.parametrize("kind", ["labels", "regions"])
@@ -32,7 +17,7 @@ def _fit(dataset, output, alpha: str = "0.15") -> dict:
 def test_masks_are_p_at_least_t_in_the_references_geometry(conformal_dataset, tmp_path, kind, processes):
     dataset = conformal_dataset(kind)
     predictor = tmp_path / "conformal.json"
-    content = _fit(dataset, predictor)
+    content = fit_predictor(dataset, predictor, "0.15")
     out = tmp_path / "masks"
     assert run_conformal("apply", str(predictor), str(dataset.test), "-o", str(out), "-np", processes) == 0
     layout = load_dataset_json(dataset.dataset_json).layout
@@ -58,7 +43,7 @@ def test_masks_are_p_at_least_t_in_the_references_geometry(conformal_dataset, tm
 def test_an_existing_output_is_kept_unless_overwrite(conformal_dataset, tmp_path, capsys):
     dataset = conformal_dataset("labels", n_test=2)
     predictor = tmp_path / "conformal.json"
-    _fit(dataset, predictor)
+    fit_predictor(dataset, predictor, "0.15")
     out = tmp_path / "masks"
     out.mkdir()
     (out / "keep.txt").write_text("mine")

@@ -8,7 +8,7 @@ import json
 
 import numpy as np
 import pytest
-from conformal_folders import run_conformal
+from conformal_folders import fit_predictor
 
 from nnunet_surgery.cli import main
 
@@ -37,16 +37,7 @@ def _expected(dataset, probabilities: dict, threshold: float, channel: int) -> d
 def test_report_scores_each_models_conformal_masks(conformal_dataset, tmp_path, bootstrap):
     dataset = conformal_dataset("labels", n_calibration=12, n_test=6)
     predictor = tmp_path / "conformal.json"
-    fit = [
-        str(dataset.gt),
-        *map(str, dataset.folds),
-        "-djfile",
-        str(dataset.dataset_json),
-        "-o",
-        str(predictor),
-    ]
-    assert run_conformal("fit", *fit, "--alpha", "0.2", "-np", "1") == 0
-    fitted = json.loads(predictor.read_text())["labels"]
+    fitted = fit_predictor(dataset, predictor, "0.2")["labels"]
     sharp = tmp_path / "sharp"  # a second model: the same cases, probabilities sharpened (p^2, renormalised)
     sharp.mkdir()
     sharpened = {}
@@ -83,10 +74,9 @@ def test_report_scores_each_models_conformal_masks(conformal_dataset, tmp_path, 
 
 def test_one_predictor_per_model(conformal_dataset, tmp_path):
     dataset = conformal_dataset("labels", n_calibration=12, n_test=3)
-    fit = [str(dataset.gt), *map(str, dataset.folds), "-djfile", str(dataset.dataset_json)]
     loose, strict = tmp_path / "loose.json", tmp_path / "strict.json"
-    assert run_conformal("fit", *fit, "-o", str(loose), "--alpha", "0.3", "-np", "1") == 0
-    assert run_conformal("fit", *fit, "-o", str(strict), "--alpha", "0.1", "-np", "1") == 0
+    fit_predictor(dataset, loose, "0.3")
+    fit_predictor(dataset, strict, "0.1")
     out = tmp_path / "report"
     arguments = [
         str(dataset.gt_test),
@@ -110,15 +100,7 @@ def test_one_predictor_per_model(conformal_dataset, tmp_path):
 def test_another_number_of_predictors_than_models(conformal_dataset, tmp_path, capsys):
     dataset = conformal_dataset("labels", n_calibration=12, n_test=2)
     predictor = tmp_path / "c.json"
-    fit = [
-        str(dataset.gt),
-        *map(str, dataset.folds),
-        "-djfile",
-        str(dataset.dataset_json),
-        "-o",
-        str(predictor),
-    ]
-    assert run_conformal("fit", *fit, "--alpha", "0.3", "-np", "1") == 0
+    fit_predictor(dataset, predictor, "0.3")
     out = tmp_path / "report"
     arguments = [
         str(dataset.gt_test),

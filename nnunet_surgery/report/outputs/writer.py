@@ -125,7 +125,8 @@ def write_report(
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         with staging_folder(out_dir, place) as staging:
-            write_report_files(staging, report, gallery, conformal)
+            extra = {} if conformal is None else {"conformal": conformal}  # the call without it unchanged
+            write_report_files(staging, report, gallery, **extra)
     except OSError as error:  # a full disk, a folder made read-only meanwhile
         raise InputError(f"{out_dir}: cannot write the report ({error.strerror or error})") from None
     return out_dir

@@ -102,3 +102,27 @@ def test_too_few_cases_for_alpha_is_infeasible_and_says_so(conformal_dataset, tm
     content = _fit(dataset, tmp_path / "c.json", "--alpha", "0.1", "-np", "1")
     assert all(not fitted["feasible"] and fitted["threshold"] == 0.0 for fitted in content["labels"].values())
     assert "infeasible" in capsys.readouterr().out
+
+
+def test_voxels_of_the_ignore_label_are_left_out(conformal_dataset, tmp_path):
+    from conformal_folders import write_image
+
+    dataset = conformal_dataset("labels")
+    content = json.loads(dataset.dataset_json.read_text())
+    content["labels"]["ignore"] = 3
+    dataset.dataset_json.write_text(json.dumps(content))
+    rng = np.random.default_rng(5)
+    kept = {}
+    for case in dataset.calibration_cases:  # a quarter of each reference becomes "ignore"
+        ignored = rng.random(dataset.references[case].shape) < 0.25
+        write_image(dataset.gt / f"{case}.nii.gz", np.where(ignored, 3, dataset.references[case]))
+        kept[case] = ~ignored.ravel()
+    fitted = _fit(dataset, tmp_path / "c.json", "--alpha", "0.2", "-np", "1")["labels"]
+    assert sorted(fitted) == ["lesion", "organ"]
+    for name in ("organ", "lesion"):
+        cases = [
+            (probability[kept[case]], reference[kept[case]])
+            for case, (probability, reference) in zip(dataset.calibration_cases, _label_cases(dataset, name))
+        ]
+        assert fitted[name]["threshold"] == brute_force_threshold(cases, 0.2)[0]
+        assert fitted[name]["threshold"] != brute_force_threshold(_label_cases(dataset, name), 0.2)[0]

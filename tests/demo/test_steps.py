@@ -122,7 +122,7 @@ def test_report_holds_exactly_the_models_in_order(tmp_path: Path) -> None:
     assert report_holds(tmp_path, models) and report_holds(tmp_path / "calibration.json", models)
     assert not report_holds(tmp_path, models[::-1]) and not report_holds(tmp_path, models[:1])
     assert not report_holds(tmp_path, models, conformal=True)  # a report without the conformal masks
-    document["conformal"] = {"models": {model: {} for model in models}}
+    document["conformal"] = {"models": {model: {} for model in sorted(models, reverse=True)}}  # any order
     (tmp_path / "calibration.json").write_text(json.dumps(document))
     assert report_holds(tmp_path, models, conformal=True) and report_holds(tmp_path, models)
     document["conformal"] = {"models": {models[0]: {}}}

@@ -272,9 +272,9 @@ def _label(name: str, content: object, source: str, alpha: float, rule: str) -> 
         lambda v: (
             _is_number(v)
             and abs(v - (n * mean + FNR_BOUND) / (n + 1)) <= _TOLERANCE
-            and v <= alpha + _TOLERANCE
+            and (v <= alpha + _TOLERANCE or not feasible)
         ),
-        "n/(n+1) * mean_fnr + 1/(n+1), at most alpha",
+        "n/(n+1) * mean_fnr + 1/(n+1), at most alpha when feasible",
     )
     curve = _curve(label, n)["adjusted"]
     # the condition holds at every grid t <= threshold and fails above it (adjusted risk is non-decreasing)

@@ -113,3 +113,25 @@ def test_another_number_of_predictors_than_models(conformal_dataset, tmp_path, c
     conformal = ["--conformal", str(predictor), str(predictor)]
     assert main(["report", *arguments, *conformal, "--no-progress"]) == 2
     assert "--conformal" in capsys.readouterr().err and not out.exists()
+
+
+def test_an_infeasible_predictor_is_marked_in_the_table(conformal_dataset, tmp_path):
+    dataset = conformal_dataset("labels", n_calibration=6, n_test=2, empty=0)  # 1/(6+1) > 0.1
+    predictor = tmp_path / "c.json"
+    fit_predictor(dataset, predictor, "0.1")
+    out = tmp_path / "report"
+    arguments = [
+        str(dataset.gt_test),
+        str(dataset.test),
+        "-djfile",
+        str(dataset.dataset_json),
+        "-o",
+        str(out),
+    ]
+    assert (
+        main(["report", *arguments, "--bootstrap", "0", "--conformal", str(predictor), "--no-progress"]) == 0
+    )
+    scored = json.loads((out / "calibration.json").read_text())["conformal"]["models"]["test"]["labels"]
+    for label in scored.values():  # threshold 0: every voxel, nothing missed
+        assert not label["feasible"] and label["threshold"] == 0.0 and label["mean_fnr"]["value"] == 0.0
+    assert "0 (infeasible: n = 6 < 1/alpha - 1)" in (out / "calibration.md").read_text()

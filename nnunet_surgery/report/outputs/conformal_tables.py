@@ -88,7 +88,8 @@ def conformal_markdown(scores: ConformalScores) -> str:
         for label in model.document.labels:
             estimates = model.labels[label.name]
             lines.append(
-                f"| {model.name} | {label.name} | {model.document.alpha:g} | {label.threshold:.4g} | "
+                f"| {model.name} | {label.name} | {model.document.alpha:g} | {label.threshold:.4g}"
+                f"{'' if label.feasible else f' (infeasible: n = {label.n} < 1/alpha - 1)'} | "
                 f"{_shown(estimates['mean_fnr'])} | {_shown(estimates['pooled_fnr'])} | "
                 f"{_shown(estimates['size_to_segmentation'])} | {_shown(estimates['size_to_reference'])} |"
             )

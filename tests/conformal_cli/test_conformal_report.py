@@ -33,6 +33,11 @@ def _expected(dataset, probabilities: dict, threshold: float, channel: int) -> d
     }
 
 
+def _test_set(dataset, out) -> list[str]:
+    """`report`'s arguments for the test cases (one model: the test folder) into `out`."""
+    return [str(dataset.gt_test), str(dataset.test), "-djfile", str(dataset.dataset_json), "-o", str(out)]
+
+
 @pytest.mark.parametrize("bootstrap", ["0", "200"])
 def test_report_scores_each_models_conformal_masks(conformal_dataset, tmp_path, bootstrap):
     dataset = conformal_dataset("labels", n_calibration=12, n_test=6)
@@ -102,14 +107,7 @@ def test_another_number_of_predictors_than_models(conformal_dataset, tmp_path, c
     predictor = tmp_path / "c.json"
     fit_predictor(dataset, predictor, "0.3")
     out = tmp_path / "report"
-    arguments = [
-        str(dataset.gt_test),
-        str(dataset.test),
-        "-djfile",
-        str(dataset.dataset_json),
-        "-o",
-        str(out),
-    ]
+    arguments = _test_set(dataset, out)
     conformal = ["--conformal", str(predictor), str(predictor)]
     assert main(["report", *arguments, *conformal, "--no-progress"]) == 2
     assert "--conformal" in capsys.readouterr().err and not out.exists()
@@ -120,14 +118,7 @@ def test_an_infeasible_predictor_is_marked_in_the_table(conformal_dataset, tmp_p
     predictor = tmp_path / "c.json"
     fit_predictor(dataset, predictor, "0.1")
     out = tmp_path / "report"
-    arguments = [
-        str(dataset.gt_test),
-        str(dataset.test),
-        "-djfile",
-        str(dataset.dataset_json),
-        "-o",
-        str(out),
-    ]
+    arguments = _test_set(dataset, out)
     assert (
         main(["report", *arguments, "--bootstrap", "0", "--conformal", str(predictor), "--no-progress"]) == 0
     )

@@ -123,12 +123,12 @@ def whole_grid(args: argparse.Namespace, registered: Sequence[str]) -> argparse.
 
 def execute(spec: RunSpec, log: Callable[[str], None]) -> None:
     """Run (or resume) one demo run with the demo's own steps: train, predict, for nnUNetTrainer also
-    recalibrate, then the report (no maps, no gallery). The training's wall time goes to RUN_RECORD when it
+    recalibrate, then the report (no maps, no gallery, no conformal masks). The training's wall time goes to RUN_RECORD when it
     trained (a resumed training adds the time of this session to the one before)."""
     run = DemoRun(spec.folder, spec.settings, log)
     run.claim_output_dir()
     recalibrate = (STOCK_TRAINER,) if spec.trainer == STOCK_TRAINER else ()
-    steps = demo_steps(run, recalibrate=recalibrate, maps=False, gallery=False)
+    steps = demo_steps(run, recalibrate=recalibrate, maps=False, gallery=False, conformal=False)
     train = next(step.name for step in steps if step.name.startswith("train "))
     record_path = run.out / RUN_RECORD
 

@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "report-merge": "report_merge",
     "recalibrate": "recalibrate",
     "maps": "maps",
+    "conformal": "conformal",
     "demo": "demo",
 }
 

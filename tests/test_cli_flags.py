@@ -39,18 +39,30 @@ def test_every_command_is_found():
         "recalibrate apply",
         "maps",
         "demo",
+        "conformal fit",
+        "conformal apply",
     }
 
 
 @pytest.mark.parametrize(
-    "command", ["report", "report-merge", "recalibrate fit", "recalibrate apply", "maps", "demo"]
+    "command",
+    [
+        "report",
+        "report-merge",
+        "recalibrate fit",
+        "recalibrate apply",
+        "maps",
+        "demo",
+        "conformal fit",
+        "conformal apply",
+    ],
 )
 def test_output_is_dash_o_or_dash_dash_output_stored_as_output(command):
     action = _option(_commands()[command], "-o")
     assert action is not None and action.option_strings == ["-o", "--output"] and action.dest == "output"
 
 
-@pytest.mark.parametrize("command", ["report", "recalibrate fit", "maps"])
+@pytest.mark.parametrize("command", ["report", "recalibrate fit", "maps", "conformal fit"])
 def test_the_reference_folder_is_the_first_positional(command):
     parser = _commands()[command]
     positionals = [a for a in parser._actions if not a.option_strings]

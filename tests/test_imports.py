@@ -3,8 +3,9 @@
     commands/, cli                      the console script: nothing in the library imports it
     demo/                               runs the commands as nnU-Net's and our console scripts
     report/  recalibration/  maps/      one room per command, peers: none imports another
+    risk_control/                       (conformal; may import conformal/ too)
     cases/                              the case layer under every command: imports only calibration/
-    calibration/                        the math: imports nothing else of the package
+    calibration/, conformal/            the math: imports nothing else of the package
 
 Inside report/, data flow inputs -> scoring -> outputs.
 """
@@ -28,11 +29,17 @@ FORBIDDEN = {
     "nnunet_surgery.report.outputs": ("nnunet_surgery.report.inputs", "nnunet_surgery.report.pipeline"),
 }
 # the commands' rooms, which stand side by side on the case layer
-PEERS = ("nnunet_surgery.report", "nnunet_surgery.recalibration", "nnunet_surgery.maps")
+PEERS = (
+    "nnunet_surgery.report",
+    "nnunet_surgery.recalibration",
+    "nnunet_surgery.maps",
+    "nnunet_surgery.risk_control",
+)
 # layer -> the only parts of the package it may import (besides itself)
 BELOW = {
     "nnunet_surgery.cases": ("nnunet_surgery.calibration",),
     "nnunet_surgery.calibration": (),
+    "nnunet_surgery.conformal": (),
 }
 # the console script: the only modules that may import it are its own
 CONSOLE = ("nnunet_surgery.commands", "nnunet_surgery.cli")

@@ -10,6 +10,7 @@
     reading       one case read and checked: reference, ROI, truth, each model's probabilities (`CaseTask`)
     chunks        the voxels of a case a slice at a time
     slices        one 2D slice of a case (the report's gallery)
+    geometry      maps and masks written in the geometry nnU-Net's reader found in a reference file
     pool          cases mapped over worker processes, in order, without a hang when a worker dies
     staging       outputs written whole: a staging file or folder renamed into place; an output never
                   the same as, holding or inside an input
@@ -40,6 +41,7 @@ _NAMES = {
         "NPZ_ENDING",
         "IMAGE_SUFFIX",
     ),
+    "geometry": ("ReferenceGeometry", "read_geometry"),
     "label_images": ("check_label_image", "read_label_image", "read_label_image_and_properties"),
     "labels": ("LabelLayout", "label_layout"),
     "npz": (

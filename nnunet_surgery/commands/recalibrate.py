@@ -6,9 +6,11 @@ import argparse
 import sys
 
 from nnunet_surgery.commands._options import (
+    add_action,
+    add_calibration_folders,
     add_common_arguments,
-    add_djfile_argument,
     add_output_argument,
+    check_output_file,
     processes,
     roi_argument,
 )
@@ -31,17 +33,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from nnunet_surgery.recalibration.objective import METHODS
 
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-    fit = actions.add_parser("fit", help=_FIT_HELP, description=_FIT_HELP)
-    # errors name the action: `nnunet-surgery recalibrate fit: error: ...`
-    fit.set_defaults(_prog=fit.prog, _parser=fit)
-    fit.add_argument("gt_folder", metavar="GT_FOLDER", help="reference segmentations CASE{file_ending}")
-    fit.add_argument(
-        "pred_folders",
-        metavar="VAL_PRED_FOLDER",
-        nargs="+",
-        help="folder(s) of CASE.npz validation probabilities, each case in one folder (.pkl files are never read)",
+    fit = add_action(actions, "fit", _FIT_HELP)
+    add_calibration_folders(
+        fit,
+        "folder(s) of CASE.npz validation probabilities, each case in one folder (.pkl files are never read)",
     )
-    add_djfile_argument(fit)
     add_output_argument(fit, "CALIBRATOR.json", "calibrator file to write")
     fit.add_argument(
         "--method",
@@ -59,8 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_common_arguments(fit, overwrite="replace an existing CALIBRATOR.json", progress="no progress output")
 
-    apply = actions.add_parser("apply", help=_APPLY_HELP, description=_APPLY_HELP)
-    apply.set_defaults(_prog=apply.prog, _parser=apply)
+    apply = add_action(actions, "apply", _APPLY_HELP)
     apply.add_argument("calibrator", metavar="CALIBRATOR.json", help="a calibrator of `recalibrate fit`")
     apply.add_argument(
         "pred_folder", metavar="PRED_FOLDER", help="CASE.npz of nnUNetv2_predict --save_probabilities"
@@ -103,20 +98,11 @@ def _bound_warning(calibrator, method: str) -> str | None:
 
 
 def _fit(args: argparse.Namespace, num_processes: int) -> str:
-    from pathlib import Path
-
-    from nnunet_surgery.cases import InputError, printable
-    from nnunet_surgery.cases.staging import check_output_apart, check_writable, made_parents
+    from nnunet_surgery.cases import printable
+    from nnunet_surgery.cases.staging import made_parents
     from nnunet_surgery.recalibration.fit import fit_calibrator
 
-    output = Path(args.output)
-    if output.is_dir():
-        raise InputError(f"{output}: -o must be a file (CALIBRATOR.json), but is a folder")
-    mask = args.roi.folder if getattr(args.roi, "kind", None) == "mask" else None
-    check_output_apart(output, (args.gt_folder, *args.pred_folders, args.djfile, mask), "-o CALIBRATOR.json")
-    if output.exists() and not args.overwrite:
-        raise InputError(f"{output}: the calibrator exists; pass --overwrite to replace it")
-    check_writable(output, "-o CALIBRATOR.json")
+    output = check_output_file(args, "CALIBRATOR.json", "the calibrator")
     calibrator = fit_calibrator(
         args.gt_folder,
         args.pred_folders,

@@ -131,6 +131,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "their statistics to the partial file -o PARTIAL.npz; `nnunet-surgery report merge PARTIAL... -o OUT_DIR` "
         "then writes the report of all cases",
     )
+    parser.add_argument(
+        "--conformal",
+        nargs="+",
+        default=None,
+        metavar="CONFORMAL.json",
+        help="also score each model's conformal masks (predictors of `conformal fit`: one for every model, or one "
+        "per model in model order): achieved FNR with its case-bootstrap interval, and mask size relative to "
+        "the segmentation and to the reference",
+    )
     add_common_arguments(parser, overwrite="replace a report (or partial file) already in OUT_DIR")
 
 
@@ -159,6 +168,10 @@ def run(args: argparse.Namespace) -> int:
 
         if args.gallery:
             raise InputError("--gallery: not with --shard (the gallery needs every case; run it without)")
+        if args.conformal:
+            raise InputError(
+                "--conformal: not with --shard (report merge has no conformal masks; run it without)"
+            )
         scored = write_shard(
             args.gt_folder,
             args.pred_folders,
@@ -179,6 +192,7 @@ def run(args: argparse.Namespace) -> int:
         args.output,
         images_folder=args.images,
         gallery=args.gallery,
+        conformal=args.conformal,
         overwrite=args.overwrite,
         progress=args.progress,
         **_options(args),

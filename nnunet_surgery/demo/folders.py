@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nnunet_surgery.demo.settings import FOLD, DemoSettings, demo_trainer_name
+from nnunet_surgery.demo.settings import FOLD, DemoSettings, demo_trainer_name, recalibrated_name
 
 __all__ = ["RunFolders"]
 
@@ -55,6 +55,14 @@ class RunFolders:
 
     def calibrator(self, trainer: str) -> Path:
         return self.out / "calibrators" / f"{trainer}.json"
+
+    def recalibrated_validation(self, trainer: str) -> Path:
+        """The validation fold's probabilities recalibrated (`TRAINER+temperature`'s calibration cases)."""
+        return self.out / "validation" / recalibrated_name(trainer)
+
+    def conformal(self, model: str) -> Path:
+        """`conformal/MODEL.json`: the model's conformal predictor, fitted on its validation fold."""
+        return self.out / "conformal" / f"{model}.json"
 
     def maps(self, trainer: str) -> Path:
         """`maps/TRAINER/CASE/`: probability and entropy NIfTI files of the test cases."""

@@ -10,6 +10,7 @@ from nnunet_surgery.cases import InputError
 from nnunet_surgery.demo.datasets import DATASETS, SHAPE_2D, DatasetVariant
 
 __all__ = [
+    "CONFORMAL_ALPHA",
     "FOLD",
     "GALLERY_CASES",
     "RECALIBRATION",
@@ -30,6 +31,8 @@ STOCK_TRAINER = "nnUNetTrainer"
 GALLERY_CASES = 2
 #: Post-hoc recalibration the demo fits for every trainer on its validation fold.
 RECALIBRATION = "temperature"
+#: alpha of the demo's conformal predictors: masks missing at most 10% of the lesion, on average over patients.
+CONFORMAL_ALPHA = 0.1
 
 
 def recalibrated_name(trainer: str) -> str:

@@ -10,8 +10,12 @@ resume rule (`run_steps`).
     predict TRAINER           nnUNetv2_predict --save_probabilities
     recalibrate fit TRAINER   nnunet-surgery recalibrate fit      (calibrators/TRAINER.json)
     recalibrate apply MODEL   nnunet-surgery recalibrate apply    (predictions/TRAINER+temperature/)
+    recalibrate validation    nnunet-surgery recalibrate apply    (validation/TRAINER+temperature/)
+    conformal fit MODEL       nnunet-surgery conformal fit        (conformal/MODEL.json, alpha 0.1, on the
+                                                                   model's validation fold)
     maps TRAINER              nnunet-surgery maps                 (maps/TRAINER/CASE/ for every test case)
-    report                    nnunet-surgery report               (report/calibration.json of these models)
+    report                    nnunet-surgery report --conformal   (report/calibration.json of these models,
+                                                                   with their conformal masks)
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from nnunet_surgery.demo.datasets import SPACING_3D
 from nnunet_surgery.demo.folders import RunFolders
 from nnunet_surgery.demo.run import DemoRun
 from nnunet_surgery.demo.settings import (
+    CONFORMAL_ALPHA,
     FOLD,
     GALLERY_CASES,
     RECALIBRATION,
@@ -102,14 +107,17 @@ def _maps_written(folders: RunFolders, trainer: str) -> bool:
     return bool(cases) and all((folders.maps(trainer) / case).is_dir() for case in cases)
 
 
-def report_holds(report: Path, models: Sequence[str]) -> bool:
-    """Whether the report folder holds a finished report of exactly `models`, in that order."""
+def report_holds(report: Path, models: Sequence[str], *, conformal: bool = False) -> bool:
+    """Whether the report folder holds a finished report of exactly `models`, in that order (and, with
+    `conformal`, the conformal masks of each of them)."""
     from nnunet_surgery.report.outputs import read_report_json  # the report's reader, next to its writer
 
     try:
-        return read_report_json(report)["model_order"] == list(models)
+        content = read_report_json(report)
     except InputError:
         return False
+    scored = content.get("conformal", {}).get("models", {}) if conformal else {}  # keys sorted in the file
+    return content["model_order"] == list(models) and (not conformal or set(scored) == set(models))
 
 
 # the steps' commands --------------------------------------------------------------------------------------------
@@ -180,6 +188,34 @@ def _apply(run: DemoRun, trainer: str) -> None:
     ])
 
 
+def _apply_validation(run: DemoRun, trainer: str) -> None:
+    """`nnunet-surgery recalibrate apply` to the trainer's validation fold: TRAINER+temperature's calibration
+    cases for its conformal predictor."""
+    f = run.folders
+    run.command(f"recalibrate_validation_{trainer}", [
+        "nnunet-surgery", "recalibrate", "apply", str(f.calibrator(trainer)), str(f.validation(trainer)),
+        "-o", str(f.recalibrated_validation(trainer)), "-np", "1",
+    ])
+
+
+def _calibration_folder(run: DemoRun, model: str) -> Path:
+    """The model's validation fold: the trainer's own, or its recalibrated copy."""
+    trainers = {recalibrated_name(t): t for t in run.settings.trainers}
+    f = run.folders
+    return f.recalibrated_validation(trainers[model]) if model in trainers else f.validation(model)
+
+
+def _conformal_fit(run: DemoRun, model: str) -> None:
+    """`nnunet-surgery conformal fit` on the model's validation fold (out-of-fold probabilities)."""
+    f, target = run.folders, run.folders.conformal(model)
+    target.parent.mkdir(exist_ok=True)
+    run.command(f"conformal_fit_{model}", [
+        "nnunet-surgery", "conformal", "fit", str(f.dataset / "labelsTr"), str(_calibration_folder(run, model)),
+        "-djfile", str(f.dataset_json), "-o", str(target), "--alpha", str(CONFORMAL_ALPHA), "-np", "1",
+        "--overwrite",
+    ])
+
+
 def _maps(run: DemoRun, trainer: str) -> None:
     """`nnunet-surgery maps` of the trainer's test predictions: NIfTI files to open in a viewer."""
     f = run.folders
@@ -189,11 +225,14 @@ def _maps(run: DemoRun, trainer: str) -> None:
     ])
 
 
-def _report(run: DemoRun, models: Sequence[str], gallery: bool) -> None:
+def _report(run: DemoRun, models: Sequence[str], gallery: bool, conformal: bool) -> None:
     """`nnunet-surgery report` of the models' test predictions against labelsTs and truthTs; with `gallery`,
-    also the image gallery of the cases where the models differ most."""
+    also the image gallery of the cases where the models differ most; with `conformal`, each model's
+    conformal masks (its own predictor)."""
     f = run.folders
     images = ["--images", str(f.dataset / "imagesTs"), "--gallery", str(GALLERY_CASES)] if gallery else []
+    if conformal:
+        images += ["--conformal", *(str(f.conformal(m)) for m in models)]
     run.command("report", [
         "nnunet-surgery", "report", str(f.dataset / "labelsTs"), *(str(f.predictions(m)) for m in models),
         "-djfile", str(f.dataset_json), "-o", str(f.report), "--names", *models,
@@ -204,7 +243,12 @@ def _report(run: DemoRun, models: Sequence[str], gallery: bool) -> None:
 
 # the table ------------------------------------------------------------------------------------------------------
 def demo_steps(
-    run: DemoRun, *, recalibrate: Collection[str] | None = None, maps: bool = True, gallery: bool = True
+    run: DemoRun,
+    *,
+    recalibrate: Collection[str] | None = None,
+    maps: bool = True,
+    gallery: bool = True,
+    conformal: bool = True,
 ) -> list[Step]:
     """The steps of a run, in order (the module docstring's table).
 
@@ -213,6 +257,8 @@ def demo_steps(
         recalibrate: the trainers whose predictions are also recalibrated (fit and apply); None: every one.
         maps: also write each trainer's maps.
         gallery: the report also draws the gallery.
+        conformal: fit every model's conformal predictor (alpha CONFORMAL_ALPHA, on its validation fold; the
+            recalibrated models' on their recalibrated validation fold) and score it in the report.
     """
     s, f, trainers = run.settings, run.folders, run.settings.trainers
     recalibrated = [t for t in trainers if recalibrate is None or t in recalibrate]
@@ -241,11 +287,23 @@ def demo_steps(
             Step(f"recalibrate apply {recalibrated_name(t)}", f.predictions(recalibrated_name(t)).is_dir,
                  partial(_apply, run, t), "to the test predictions"),
         ]
+    if conformal:
+        steps += [
+            Step(f"recalibrate validation {t}", f.recalibrated_validation(t).is_dir,
+                 partial(_apply_validation, run, t), "the validation fold, for the conformal fit")
+            for t in recalibrated
+        ]
+        steps += [
+            Step(f"conformal fit {m}", f.conformal(m).is_file, partial(_conformal_fit, run, m),
+                 f"alpha {CONFORMAL_ALPHA} on the validation fold")
+            for m in models
+        ]
     steps += [
         Step(f"maps {t}", partial(_maps_written, f, t), partial(_maps, run, t), "probability and entropy maps")
         for t in trainers if maps
     ]
-    steps.append(Step("report", partial(report_holds, f.report, models), partial(_report, run, models, gallery),
+    steps.append(Step("report", partial(report_holds, f.report, models, conformal=conformal),
+                      partial(_report, run, models, gallery, conformal),
                       "nnunet-surgery report (with the true probabilities of the test cases)"))
     # fmt: on
     return steps

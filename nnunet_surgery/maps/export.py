@@ -34,6 +34,7 @@ from nnunet_surgery.cases import (
     iterate_cases,
     load_dataset_json,
     load_valid_probabilities,
+    read_geometry,
     reader_for,
 )
 from nnunet_surgery.cases.staging import (
@@ -42,7 +43,6 @@ from nnunet_surgery.cases.staging import (
     move_folder_into_place,
     staged_folder,
 )
-from nnunet_surgery.maps.geometry import read_geometry
 from nnunet_surgery.maps.uncertainty import EnsembleSums
 
 __all__ = ["MapsTask", "export_case", "export_maps", "map_file_names"]

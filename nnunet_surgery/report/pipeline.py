@@ -6,6 +6,10 @@ flowing one way.
     select_gallery  the gallery's cases, chosen from the scores (pure)            (scoring/)
     read_gallery    their slices, read by the input stage                         (inputs/)
     write_report    calibration.json / .csv / .md, diagrams, gallery, atomically  (outputs/)
+
+With `conformal` (`report --conformal CONFORMAL.json`), the predictor is read with the inputs
+(`read_conformal_predictor`), its masks scored after the calibration (`score_conformal`) and written
+as one more section of calibration.json and calibration.md.
 """
 
 from __future__ import annotations
@@ -14,8 +18,11 @@ from pathlib import Path
 
 from nnunet_surgery.cases import check_output_apart
 from nnunet_surgery.report.inputs import check_gallery, read_gallery, read_inputs
-from nnunet_surgery.report.outputs import check_out_dir, report_json, write_report
+from nnunet_surgery.report.inputs.conformal_predictor import read_conformal_predictors
+from nnunet_surgery.report.outputs import check_out_dir, write_report
+from nnunet_surgery.report.outputs.writer import report_content
 from nnunet_surgery.report.scoring import CalibrationReport, GalleryCase, score_report, select_gallery
+from nnunet_surgery.report.scoring.conformal_masks import score_conformal
 
 __all__ = ["build_report", "generate_report"]
 
@@ -50,6 +57,7 @@ def generate_report(
     *,
     images_folder: str | Path | None = None,
     gallery: int = 0,
+    conformal: str | Path | list[str | Path] | None = None,
     overwrite: bool = False,
     progress: bool = False,
     **options,
@@ -67,6 +75,8 @@ def generate_report(
         out_dir: output folder (calibration.json, calibration.csv, calibration.md, reliability_*.png).
         images_folder: images `CASE_0000{file_ending}` for the gallery.
         gallery: cases in the gallery (`gallery/CASE.png`, plus per-case ECE plots); 0: none.
+        conformal: CONFORMAL.json of `conformal fit`, one for every model or one per model (in model
+            order): each model's masks scored too (docs/conformal.md).
         overwrite: replace a report already in OUT_DIR.
         progress: show a progress bar on a terminal.
         **options: the keywords of `report.inputs.read_inputs`: names, n_bins, roi, truth_folder,
@@ -81,7 +91,12 @@ def generate_report(
     check_gallery(images_folder, gallery)
     check_out_dir(out_dir, overwrite)
     inputs = read_inputs(gt_folder, pred_folders, dataset_json, **options)
-    check_output_apart(out_dir, (*inputs.folders, dataset_json, images_folder, options.get("truth_folder")))
+    models = [name for name, _ in inputs.models]
+    predictors = None if conformal is None else read_conformal_predictors(conformal, inputs.dataset, models)
+    check_output_apart(
+        out_dir,
+        (*inputs.folders, dataset_json, images_folder, options.get("truth_folder"), *(conformal or ())),
+    )
     report = score_report(inputs, progress=progress)
     cases: tuple[GalleryCase, ...] = ()
     if gallery:
@@ -93,5 +108,12 @@ def generate_report(
         cases = tuple(
             GalleryCase(selection, models, cut) for selection, cut in zip(chosen, slices, strict=True)
         )
-    write_report(out_dir, report, overwrite=overwrite, gallery=cases)
-    return report_json(report)
+    scores = None
+    if predictors is not None:
+        run = inputs.options.run
+        scores = score_conformal(
+            inputs.cases, tuple(models), predictors, num_processes=run.num_processes,
+            bootstrap=run.bootstrap, seed=run.seed, progress=progress,
+        )  # fmt: skip
+    write_report(out_dir, report, overwrite=overwrite, gallery=cases, conformal=scores)
+    return report_content(report, scores)

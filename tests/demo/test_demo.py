@@ -53,6 +53,10 @@ def test_demo_runs_resumes_and_refuses_other_settings(tmp_path: Path) -> None:
     report = json.loads((out / "report" / "calibration.json").read_text())
     trainers = DemoSettings().trainers
     assert set(report["models"]) == {*trainers, *map(recalibrated_name, trainers)}
+    # each model's conformal masks, with the predictor fitted on its own validation fold
+    assert set(report["conformal"]["models"]) == set(report["models"])
+    for model, scored in report["conformal"]["models"].items():
+        assert scored["predictor"] == str(out / "conformal" / f"{model}.json") and scored["alpha"] == 0.1
     for trainer in trainers:  # fitted on the validation fold; the test maps keep their argmax
         calibrator = json.loads((out / "calibrators" / f"{trainer}.json").read_text())
         assert calibrator["method"] == "temperature" and calibrator["temperature"] > 0

@@ -59,14 +59,28 @@ def test_the_demo_table_and_the_fidelity_bench_table(tmp_path: Path) -> None:
         "recalibrate apply SurgeryTrainer+temperature",
         "recalibrate fit nnUNetTrainer",
         "recalibrate apply nnUNetTrainer+temperature",
+        "recalibrate validation SurgeryTrainer",
+        "recalibrate validation nnUNetTrainer",
+        "conformal fit SurgeryTrainer",
+        "conformal fit nnUNetTrainer",
+        "conformal fit SurgeryTrainer+temperature",
+        "conformal fit nnUNetTrainer+temperature",
         "maps SurgeryTrainer",
         "maps nnUNetTrainer",
         "report",
     ]
     bench = [step.name for step in demo_steps(run, recalibrate=("nnUNetTrainer",), maps=False, gallery=False)]
-    assert [name for name in bench if name.startswith(("recalibrate", "maps"))] == [
+    assert [name for name in bench if name.startswith(("recalibrate", "maps", "conformal"))] == [
         "recalibrate fit nnUNetTrainer",
         "recalibrate apply nnUNetTrainer+temperature",
+        "recalibrate validation nnUNetTrainer",
+        "conformal fit SurgeryTrainer",
+        "conformal fit nnUNetTrainer",
+        "conformal fit nnUNetTrainer+temperature",
+    ]
+    plain = [step.name for step in demo_steps(run, conformal=False)]
+    assert [name for name in names if name not in plain] == [
+        name for name in names if name.startswith(("conformal", "recalibrate validation"))
     ]
     assert not any(step.done() for step in demo_steps(run))  # an empty folder holds no result
 
@@ -91,6 +105,13 @@ def test_the_done_tests_read_the_run_folder(tmp_path: Path) -> None:
     assert not steps["trainers"].done()
     run.write_trainers()
     assert steps["trainers"].done()
+    assert not steps["conformal fit SurgeryTrainer"].done()
+    folders.conformal("SurgeryTrainer").parent.mkdir()
+    folders.conformal("SurgeryTrainer").write_text("{}")
+    assert steps["conformal fit SurgeryTrainer"].done()
+    assert not steps["recalibrate validation SurgeryTrainer"].done()
+    folders.recalibrated_validation("SurgeryTrainer").mkdir(parents=True)
+    assert steps["recalibrate validation SurgeryTrainer"].done()
 
 
 def test_report_holds_exactly_the_models_in_order(tmp_path: Path) -> None:
@@ -100,5 +121,12 @@ def test_report_holds_exactly_the_models_in_order(tmp_path: Path) -> None:
     (tmp_path / "calibration.json").write_text(json.dumps(document))
     assert report_holds(tmp_path, models) and report_holds(tmp_path / "calibration.json", models)
     assert not report_holds(tmp_path, models[::-1]) and not report_holds(tmp_path, models[:1])
+    assert not report_holds(tmp_path, models, conformal=True)  # a report without the conformal masks
+    document["conformal"] = {"models": {model: {} for model in sorted(models, reverse=True)}}  # any order
+    (tmp_path / "calibration.json").write_text(json.dumps(document))
+    assert report_holds(tmp_path, models, conformal=True) and report_holds(tmp_path, models)
+    document["conformal"] = {"models": {models[0]: {}}}
+    (tmp_path / "calibration.json").write_text(json.dumps(document))
+    assert not report_holds(tmp_path, models, conformal=True)
     (tmp_path / "calibration.json").write_text("{")
     assert not report_holds(tmp_path, models)

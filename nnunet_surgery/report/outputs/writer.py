@@ -15,10 +15,12 @@ from pathlib import Path
 from nnunet_surgery.cases import InputError, read_json
 from nnunet_surgery.cases.staging import check_writable, move_folder_into_place, staging_folder
 from nnunet_surgery.report.outputs.calibration_json import report_json
+from nnunet_surgery.report.outputs.conformal_tables import conformal_json, conformal_markdown
 from nnunet_surgery.report.outputs.gallery_plots import GALLERY_FOLDER, write_case_ece_plots, write_gallery
 from nnunet_surgery.report.outputs.plots import write_reliability_diagrams
 from nnunet_surgery.report.outputs.tables import comparison_report, write_csv, write_markdown
 from nnunet_surgery.report.scoring import CalibrationReport
+from nnunet_surgery.report.scoring.conformal_masks import ConformalScores
 from nnunet_surgery.report.scoring.gallery_choice import GalleryCase
 
 __all__ = [
@@ -26,6 +28,7 @@ __all__ = [
     "check_out_dir",
     "is_report_file",
     "read_report_json",
+    "report_content",
     "write_report",
     "write_report_files",
 ]
@@ -63,18 +66,32 @@ def check_out_dir(out_dir: str | Path, overwrite: bool) -> None:
             )
 
 
+def report_content(report: CalibrationReport, conformal: ConformalScores | None = None) -> dict:
+    """calibration.json's content: `report_json`, with the "conformal" section when masks were scored."""
+    content = report_json(report)
+    if conformal is not None:
+        content["conformal"] = conformal_json(conformal)
+    return content
+
+
 def write_report_files(
-    folder: str | Path, report: CalibrationReport, gallery: tuple[GalleryCase, ...] = ()
+    folder: str | Path,
+    report: CalibrationReport,
+    gallery: tuple[GalleryCase, ...] = (),
+    conformal: ConformalScores | None = None,
 ) -> None:
     """calibration.json (sort_keys, NaN where undefined), calibration.csv, calibration.md, comparison.md
     (several models, with bootstrap) and the diagrams; with a gallery, gallery/CASE.png and the per-case
-    ECE plots."""
+    ECE plots; with `conformal`, its section in calibration.json and calibration.md."""
     folder = Path(folder)
     with (folder / JSON_NAME).open("w") as handle:
-        json.dump(report_json(report), handle, indent=2, sort_keys=True)
+        json.dump(report_content(report, conformal), handle, indent=2, sort_keys=True)
         handle.write("\n")
     write_csv(folder / _TABLE_NAMES[0], report)
     write_markdown(folder / _TABLE_NAMES[1], report)
+    if conformal is not None:
+        with (folder / _TABLE_NAMES[1]).open("a") as handle:
+            handle.write(conformal_markdown(conformal))
     if report.bootstrap is not None and len(report.models) > 1:
         (folder / _TABLE_NAMES[2]).write_text(comparison_report(report))
     write_reliability_diagrams(folder, report)
@@ -89,6 +106,7 @@ def write_report(
     *,
     overwrite: bool = False,
     gallery: tuple[GalleryCase, ...] = (),
+    conformal: ConformalScores | None = None,
 ) -> Path:
     """Write all report files into OUT_DIR atomically (`staging_folder`, placed by `_place`).
 
@@ -107,7 +125,8 @@ def write_report(
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         with staging_folder(out_dir, place) as staging:
-            write_report_files(staging, report, gallery)
+            extra = {} if conformal is None else {"conformal": conformal}  # the call without it unchanged
+            write_report_files(staging, report, gallery, **extra)
     except OSError as error:  # a full disk, a folder made read-only meanwhile
         raise InputError(f"{out_dir}: cannot write the report ({error.strerror or error})") from None
     return out_dir

@@ -1,8 +1,8 @@
-"""Float images written with the geometry nnU-Net's reader found in a reference file.
+"""Images written with the geometry nnU-Net's reader found in a reference file (`maps`, `conformal apply`).
 
 nnU-Net's writers (`write_seg`) restore the geometry of the file a case was read from, but cast to
-integers. These writers do the same for float32 maps, from the properties the same reader returns
-(docs/maps.md#geometry):
+integers. These writers do the same for float32 maps and for boolean masks (written as uint8), from the
+properties the same reader returns (docs/maps.md#geometry):
 
 * SimpleITK (`sitk_stuff`): spacing, origin and direction; 2D images lose the leading axis nnU-Net added;
   a reader that reoriented the image (`original_orientation`) has it oriented back, as nnU-Net does;
@@ -22,9 +22,15 @@ from pathlib import Path
 
 import numpy as np
 
-from nnunet_surgery.cases import InputError, read_label_image_and_properties
+from nnunet_surgery.cases.errors import InputError
+from nnunet_surgery.cases.label_images import read_label_image_and_properties
 
 __all__ = ["ReferenceGeometry", "read_geometry"]
+
+
+def _voxels(data: np.ndarray) -> np.ndarray:
+    """`data` as written: boolean masks as uint8 (0/1), everything else as float32."""
+    return np.ascontiguousarray(data, dtype=np.uint8 if data.dtype == bool else np.float32)
 
 
 def _sitk_writer(stuff: dict) -> Callable[[np.ndarray, Path], None]:
@@ -32,7 +38,7 @@ def _sitk_writer(stuff: dict) -> Callable[[np.ndarray, Path], None]:
 
     def write(array: np.ndarray, path: Path) -> None:
         data = array[0] if len(stuff["spacing"]) == 2 else array
-        image = sitk.GetImageFromArray(np.ascontiguousarray(data, dtype=np.float32))
+        image = sitk.GetImageFromArray(_voxels(data))
         image.SetSpacing(stuff["spacing"])
         image.SetOrigin(stuff["origin"])
         image.SetDirection(stuff["direction"])
@@ -48,7 +54,7 @@ def _nibabel_writer(stuff: dict) -> Callable[[np.ndarray, Path], None]:
     from nibabel.orientations import axcodes2ornt, io_orientation, ornt_transform
 
     def write(array: np.ndarray, path: Path) -> None:
-        data = np.ascontiguousarray(array.transpose((2, 1, 0)), dtype=np.float32)
+        data = _voxels(array.transpose((2, 1, 0)))
         if "reoriented_affine" in stuff:
             image = nibabel.Nifti1Image(data, affine=stuff["reoriented_affine"])
             image = image.as_reoriented(
@@ -67,7 +73,7 @@ def _spacing_writer(spacing: tuple[float, ...]) -> Callable[[np.ndarray, Path], 
     def write(array: np.ndarray, path: Path) -> None:
         two_d = array.shape[0] == 1 and len(spacing) == 3 and spacing[0] == 999
         data = array[0] if two_d else array
-        image = sitk.GetImageFromArray(np.ascontiguousarray(data, dtype=np.float32))
+        image = sitk.GetImageFromArray(_voxels(data))
         image.SetSpacing([float(s) for s in (spacing[1:] if two_d else spacing)][::-1])
         sitk.WriteImage(image, str(path), True)
 
@@ -81,8 +87,9 @@ class ReferenceGeometry:
     Attributes:
         path: the reference file.
         shape: `(*spatial)` in the reader's axis order.
-        write: `write(array, path)` writes a `(*spatial)` float array as a compressed image with the
-            reference's geometry (the file name decides the format: use `.nii.gz`).
+        write: `write(array, path)` writes a `(*spatial)` float array (as float32) or boolean mask (as
+            uint8) as a compressed image with the reference's geometry (the file name decides the format:
+            use `.nii.gz`).
     """
 
     path: Path

@@ -1,5 +1,5 @@
 """The same promise for every command that reads cases (issue 29): `report`, `recalibrate fit`,
-`recalibrate apply` and `maps` answer each hostile input with one line naming the file or argument, exit 2,
+`recalibrate apply`, `maps` and `conformal fit` answer each hostile input with one line naming the file or argument, exit 2,
 and write nothing, not even their output folder."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from test_errors import SHAPES, _snapshot
 from nnunet_surgery.cli import main
 from nnunet_surgery.recalibration.calibrator import Calibrator
 
-COMMANDS = ("report", "fit", "apply", "maps")
+COMMANDS = ("report", "fit", "apply", "maps", "conformal")
 
 
 def _argv(command: str, data, calibrator: Path, out: Path, *, overwrite: bool) -> list[str]:
@@ -34,6 +34,18 @@ def _argv(command: str, data, calibrator: Path, out: Path, *, overwrite: bool) -
             dj if overwrite else str(out / "c.json"),
         ],
         "apply": ["recalibrate", "apply", str(calibrator), fold, "-o", str(out)],
+        "conformal": [
+            "conformal",
+            "fit",
+            gt,
+            fold,
+            "-djfile",
+            dj,
+            "--alpha",
+            "0.5",
+            "-o",
+            dj if overwrite else str(out / "conformal.json"),
+        ],
         "maps": ["maps", gt, fold, "-djfile", dj, "-o", str(out)],
     }[command]
     return [*argv, "--no-progress", *(("--overwrite",) if overwrite else ())]
@@ -107,6 +119,10 @@ def test_every_command_refuses_in_one_line_and_writes_nothing(
     assert main(_argv(command, data, calibrator, out, overwrite=holds)) == 2
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1, error
-    prog = "nnunet-surgery " + {"fit": "recalibrate fit", "apply": "recalibrate apply"}.get(command, command)
+    prog = "nnunet-surgery " + {
+        "fit": "recalibrate fit",
+        "apply": "recalibrate apply",
+        "conformal": "conformal fit",
+    }.get(command, command)
     assert error[0].startswith(f"{prog}: error: ") and expected in error[0], error
     assert _snapshot(tmp_path) == before and not (tmp_path / "new").exists()

@@ -15,6 +15,8 @@ Those products are corrected by comparing p with the exact lower edge of bin k (
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 __all__ = ["BIN_CONVENTION", "MAX_BINS", "bin_edges", "bin_indices", "check_n_bins", "lower_edges"]
@@ -48,8 +50,13 @@ def lower_edges(n_bins: int) -> np.ndarray:
 
     A float32 p lies in bin k or above iff p >= entry k. Entry 0 is -inf and entry n_bins is +inf, so that
     p <= 0 stays in bin 0 and p >= 1 moves down into bin n_bins - 1 (see `bin_indices`).
+    The array is computed once per `n_bins` and shared, read-only (every chunk of a case asks for it).
     """
-    n_bins = check_n_bins(n_bins)
+    return _lower_edges(check_n_bins(n_bins))
+
+
+@lru_cache(maxsize=8)
+def _lower_edges(n_bins: int) -> np.ndarray:
     k = np.arange(n_bins + 1, dtype=np.float64)
     edges = (k / n_bins).astype(np.float32)
     # f * n_bins is exact in float64 (24 + 20 bits), so f >= k / n_bins is decided exactly.
@@ -59,6 +66,7 @@ def lower_edges(n_bins: int) -> np.ndarray:
     too_high = below.astype(np.float64) * n_bins >= k
     edges[too_high] = below[too_high]
     edges[0], edges[-1] = -np.inf, np.inf
+    edges.flags.writeable = False
     return edges
 
 

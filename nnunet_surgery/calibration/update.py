@@ -26,13 +26,17 @@ def _flat(name: str, values: np.ndarray) -> np.ndarray:
     return values
 
 
-def binned_stats(confidence: np.ndarray, target: np.ndarray, n_bins: int) -> BinnedStats:
+def binned_stats(
+    confidence: np.ndarray, target: np.ndarray, n_bins: int, *, confidence64: np.ndarray | None = None
+) -> BinnedStats:
     """Per-bin count, confidence sum and target sum (see `binning` for the bin convention).
 
     Args:
         confidence: (N,) probabilities in [0, 1] that choose the bin.
         target: (N,) what each confidence is compared with: 0/1 outcomes or true probabilities.
         n_bins: number of equal-width bins.
+        confidence64: `confidence` already converted to float64, if the caller has it: the sums are the
+            same (bincount adds float64 weights either way) without converting again.
     """
     confidence, target = _flat("confidence", confidence), _flat("target", target)
     if confidence.shape != target.shape:
@@ -41,7 +45,8 @@ def binned_stats(confidence: np.ndarray, target: np.ndarray, n_bins: int) -> Bin
         )
     n_bins = check_n_bins(n_bins)
     index = bin_indices(confidence, n_bins)
-    sum_confidence = np.bincount(index, weights=confidence, minlength=n_bins)  # float64 sums
+    weights = confidence if confidence64 is None else confidence64
+    sum_confidence = np.bincount(index, weights=weights, minlength=n_bins)  # float64 sums
     if target.dtype == bool:
         count, sum_target = _outcome_counts(index, target, n_bins)
     else:
@@ -97,10 +102,14 @@ def label_stats(
         _flat("outcome", outcome).astype(bool, copy=False),
     )
     p = probability.astype(np.float64)
-    p_true = np.where(outcome, p, 1.0 - p)
-    nll_sum = -float(np.log(np.clip(p_true, eps, 1.0 - eps, out=p_true), out=p_true).sum())
     residual = p - outcome
     brier_sum = float(np.dot(residual, residual))
+    # p_y = 1 - |p - y| (p where y, 1 - p elsewhere): from the residual, with no select pass. Both
+    # subtractions are exact in float64 for float32 p >= 2**-30; a smaller p, where y, becomes a value
+    # below eps or 0, which the clip takes to eps as it does p itself
+    p_true = np.abs(residual)
+    np.subtract(1.0, p_true, out=p_true)
+    nll_sum = -float(np.log(np.clip(p_true, eps, 1.0 - eps, out=p_true), out=p_true).sum())
     truth_stats = None
     if truth is not None:
         truth = _flat("truth", truth)
@@ -117,10 +126,10 @@ def label_stats(
     # binned on the input values: the bins and float64 sums equal those of p, and float32 bins faster
     fine = None
     if fine_factor > 1:
-        fine = binned_stats(probability, outcome, n_bins * fine_factor)
+        fine = binned_stats(probability, outcome, n_bins * fine_factor, confidence64=p)
         reliability = fine.coarsen(fine_factor)
     else:
-        reliability = binned_stats(probability, outcome, n_bins)
+        reliability = binned_stats(probability, outcome, n_bins, confidence64=p)
     return LabelStats(reliability, nll_sum, brier_sum, tp, fp, fn, truth_stats, fine)
 
 

@@ -6,10 +6,12 @@ import numpy as np
 import pytest
 
 from nnunet_surgery.calibration import (
+    NLL_EPS,
     ProbabilityError,
     bin_indices,
     binned_stats,
     check_probabilities,
+    label_stats,
     top_label_inputs,
 )
 from nnunet_surgery.calibration.binning import lower_edges
@@ -66,6 +68,27 @@ def test_boolean_targets_give_the_weighted_bincount_sums():
     assert np.array_equal(fast.sum_target, np.bincount(index, weights=outcome.astype(float), minlength=20))
     assert np.array_equal(fast.sum_confidence, np.bincount(index, weights=p.astype(float), minlength=20))
     assert np.array_equal(binned_stats(p, outcome.astype(np.float64), 20).sum_target, fast.sum_target)
+
+
+def test_nll_and_brier_sums_equal_their_definition_at_every_magnitude():
+    """label_stats takes p_y = 1 - |p - y| from the residual; the definition selects p or 1 - p. Equal bit
+    for bit over float32 p at 0, 1, subnormals, every power of two and its neighbours, both outcomes."""
+    powers = np.ldexp(np.float32(1), np.arange(-149, 1)).astype(np.float32)
+    special = np.concatenate(
+        [powers, np.nextafter(powers, np.float32(0)), np.nextafter(powers, np.float32(2))]
+    )
+    values = np.clip(np.concatenate([[0.0, 1.0], special, 1 - special]), 0, 1).astype(np.float32)
+    rng = np.random.default_rng(0)
+    p = np.concatenate([values, values, rng.random(5000, dtype=np.float32)])
+    y = np.concatenate([np.zeros(values.size, bool), np.ones(values.size, bool), rng.random(5000) < 0.5])
+    p64 = p.astype(np.float64)
+    p_y = np.clip(np.where(y, p64, 1.0 - p64), NLL_EPS, 1.0 - NLL_EPS)
+    stats = label_stats(p, y, 10, fine_factor=7)
+    assert stats.nll_sum == -float(np.log(p_y).sum())
+    assert stats.brier_sum == float(np.dot(p64 - y, p64 - y))
+    reference = binned_stats(p, y, 70)
+    for field in ("count", "sum_confidence", "sum_target"):
+        assert np.array_equal(getattr(stats.fine, field), getattr(reference, field))
 
 
 def test_two_channel_top_label_equals_argmax_including_ties():

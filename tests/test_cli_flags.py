@@ -9,6 +9,18 @@ import pytest
 
 from nnunet_surgery.cli import _build_parser
 
+#: every command that writes something (all but trainers-dir): each takes -o/--output
+WITH_OUTPUT = (
+    "report",
+    "report-merge",
+    "recalibrate fit",
+    "recalibrate apply",
+    "maps",
+    "demo",
+    "conformal fit",
+    "conformal apply",
+)
+
 
 def _commands() -> dict[str, argparse.ArgumentParser]:
     """Every (sub)command's parser by its prog, `recalibrate fit` and `recalibrate apply` included."""
@@ -31,32 +43,10 @@ def _option(parser: argparse.ArgumentParser, flag: str) -> argparse.Action | Non
 
 
 def test_every_command_is_found():
-    assert set(_commands()) == {
-        "trainers-dir",
-        "report",
-        "report-merge",
-        "recalibrate fit",
-        "recalibrate apply",
-        "maps",
-        "demo",
-        "conformal fit",
-        "conformal apply",
-    }
+    assert set(_commands()) == {"trainers-dir", *WITH_OUTPUT}
 
 
-@pytest.mark.parametrize(
-    "command",
-    [
-        "report",
-        "report-merge",
-        "recalibrate fit",
-        "recalibrate apply",
-        "maps",
-        "demo",
-        "conformal fit",
-        "conformal apply",
-    ],
-)
+@pytest.mark.parametrize("command", WITH_OUTPUT)
 def test_output_is_dash_o_or_dash_dash_output_stored_as_output(command):
     action = _option(_commands()[command], "-o")
     assert action is not None and action.option_strings == ["-o", "--output"] and action.dest == "output"

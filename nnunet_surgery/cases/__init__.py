@@ -41,7 +41,7 @@ _NAMES = {
         "NPZ_ENDING",
         "IMAGE_SUFFIX",
     ),
-    "geometry": ("ReferenceGeometry", "read_geometry"),
+    "geometry": ("ReferenceGeometry", "label_file_name", "read_geometry"),
     "label_images": ("check_label_image", "read_label_image", "read_label_image_and_properties"),
     "labels": ("LabelLayout", "label_layout"),
     "npz": (

@@ -16,6 +16,7 @@ Arrays come in the reader's axis order `(*spatial)` = `(z, y, x)` (2D: `(1, y, x
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,13 @@ import numpy as np
 from nnunet_surgery.cases.errors import InputError
 from nnunet_surgery.cases.label_images import read_label_image_and_properties
 
-__all__ = ["ReferenceGeometry", "read_geometry"]
+__all__ = ["ReferenceGeometry", "label_file_name", "read_geometry"]
+
+
+def label_file_name(name: str, suffix: str) -> str:
+    """`<name><suffix>` for a file of one label or region, the dataset.json name's characters unsafe in file
+    names (anything but letters, digits, `.`, `_` and `-`) replaced by `_` (`maps`, `conformal apply`)."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name) + suffix
 
 
 def _voxels(data: np.ndarray) -> np.ndarray:

@@ -17,7 +17,6 @@ succeeded: a failure leaves OUT_DIR as it was, or absent (docs/maps.md).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +31,7 @@ from nnunet_surgery.cases import (
     check_probability_shape,
     check_processes,
     iterate_cases,
+    label_file_name,
     load_dataset_json,
     load_valid_probabilities,
     read_geometry,
@@ -48,15 +48,13 @@ from nnunet_surgery.maps.uncertainty import EnsembleSums
 __all__ = ["MapsTask", "export_case", "export_maps", "map_file_names"]
 
 
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]", "_", name)
-
-
 def map_file_names(layout: LabelLayout, members: int) -> list[str]:
     """The files of one case folder, in writing order."""
-    names = [f"{_safe(name)}_probability.nii.gz" for name in layout.names] + ["entropy.nii.gz"]
+    names = [label_file_name(name, "_probability.nii.gz") for name in layout.names] + ["entropy.nii.gz"]
     if members > 1:
-        names += [f"{_safe(name)}_std.nii.gz" for name in layout.names] + ["mutual_information.nii.gz"]
+        names += [label_file_name(name, "_std.nii.gz") for name in layout.names] + [
+            "mutual_information.nii.gz"
+        ]
     return names
 
 

@@ -10,7 +10,6 @@ the mask is `conformal.threshold_mask`. The folder is staged and renamed into pl
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from nnunet_surgery.cases import (
     check_probability_shape,
     check_processes,
     iterate_cases,
+    label_file_name,
     label_layout,
     load_valid_probabilities,
     read_geometry,
@@ -38,7 +38,7 @@ __all__ = ["ApplyTask", "apply_case", "apply_conformal", "mask_file_name"]
 
 def mask_file_name(name: str) -> str:
     """`<label>_mask.nii.gz`, the label's name with characters unsafe in file names replaced by `_`."""
-    return re.sub(r"[^A-Za-z0-9._-]", "_", name) + "_mask.nii.gz"
+    return label_file_name(name, "_mask.nii.gz")
 
 
 @dataclass(frozen=True)

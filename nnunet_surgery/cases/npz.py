@@ -35,8 +35,10 @@ PROBABILITIES_KEY = "probabilities"
 # readers return them as float32 (the same 32 GiB), and a reference with more voxels could never be
 # matched by a probability map, which holds at least one value per voxel.
 MAX_ELEMENTS = 2**33
-# Bytes decompressed per read: the only buffer besides the array itself.
-READ_CHUNK = 1 << 24
+# Bytes decompressed per read: the only buffer besides the array itself. A megabyte, as numpy's own npz
+# reader reads (2^18 float32 values): each chunk is decompressed and copied while it is in the cache, where
+# 16 MiB chunks cost 25% more than np.load (bench/results/report-stages-cpu.txt).
+READ_CHUNK = 1 << 20
 # Most bytes deflate can expand one compressed byte into (its format's limit is 1032:1): a member whose
 # header declares more data than its compressed size could ever hold is refused before anything is
 # allocated, whatever the zip directory claims.

@@ -68,9 +68,12 @@ def _read_labels(task: CaseTask) -> np.ndarray:
     reference = image.astype(np.int32)
     if not np.array_equal(reference, image):
         raise InputError(f"{path}: reference holds non-integer label values")
-    low = int(reference.min())
+    low, high = int(reference.min()), int(reference.max())
+    valid = set(task.layout.valid_values)
+    if low >= 0 and high - low < len(valid) and valid.issuperset(range(low, high + 1)):
+        return reference  # every value between the extremes is a label: no need to find which occur
     present = set() if low < 0 else set(np.flatnonzero(np.bincount(reference.ravel())).tolist())
-    unknown = sorted(present - set(task.layout.valid_values)) if low >= 0 else [low]
+    unknown = sorted(present - valid) if low >= 0 else [low]
     if unknown:
         raise InputError(
             f"{path}: reference holds label value(s) {unknown[:5]} not in dataset.json (valid: {list(task.layout.valid_values)})"

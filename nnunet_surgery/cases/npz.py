@@ -5,6 +5,8 @@ checked once, in one place (`valid_probabilities`: check, raise, clip)."""
 from __future__ import annotations
 
 import math
+import mmap
+import struct
 import zipfile
 import zlib
 from collections.abc import Callable
@@ -35,9 +37,10 @@ PROBABILITIES_KEY = "probabilities"
 # readers return them as float32 (the same 32 GiB), and a reference with more voxels could never be
 # matched by a probability map, which holds at least one value per voxel.
 MAX_ELEMENTS = 2**33
-# Bytes decompressed per read: the only buffer besides the array itself. A megabyte, as numpy's own npz
-# reader reads (2^18 float32 values): each chunk is decompressed and copied while it is in the cache, where
-# 16 MiB chunks cost 25% more than np.load (bench/results/report-stages-cpu.txt).
+# Bytes decompressed per read where zipfile reads the member (stored members, or no libdeflate): the only
+# buffer besides the array itself. A megabyte, as numpy's own npz reader reads (2^18 float32 values): each
+# chunk is decompressed and copied while it is in the cache, where 16 MiB chunks cost 25% more than np.load
+# (bench/results/report-stages-cpu.txt).
 READ_CHUNK = 1 << 20
 # Most bytes deflate can expand one compressed byte into (its format's limit is 1032:1): a member whose
 # header declares more data than its compressed size could ever hold is refused before anything is
@@ -46,6 +49,7 @@ DEFLATE_MAX_RATIO = 1032
 # numpy writes npz members stored or deflated; other methods (bzip2, lzma) are refused.
 _METHODS = {zipfile.ZIP_STORED: 1, zipfile.ZIP_DEFLATED: DEFLATE_MAX_RATIO}
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+_LOCAL_HEADER = struct.Struct("<4s22xHH")  # a zip member's local header: signature, name and extra lengths
 _NPY_MAGIC = b"\x93NUMPY"
 
 
@@ -132,6 +136,69 @@ def _read_data(path: Path, key: str, stream: IO[bytes], header: _ArrayHeader) ->
     return array.T if header.fortran_order else array
 
 
+def _deflate_decoder() -> Callable | None:
+    """libdeflate's raw-deflate decoder (imagecodecs, which nnU-Net requires), or None where this build of
+    imagecodecs lacks it. It decodes a member 2.5x as fast as zlib (`bench/results/report-stages-cpu.txt`)."""
+    try:
+        import imagecodecs
+    except ImportError:
+        return None
+    return imagecodecs.deflate_decode if imagecodecs.DEFLATE.available else None
+
+
+def _member_bytes(path: Path, handle: IO[bytes], info: zipfile.ZipInfo) -> memoryview:
+    """The compressed bytes of a zip member, mapped from the file (read-only; nothing is copied)."""
+    handle.seek(info.header_offset)
+    local = handle.read(_LOCAL_HEADER.size)
+    if len(local) < _LOCAL_HEADER.size or _LOCAL_HEADER.unpack(local)[0] != b"PK\x03\x04":
+        raise InputError(f"{path}: corrupt npz archive (bad local header of {info.filename!r})")
+    _, name_length, extra_length = _LOCAL_HEADER.unpack(local)
+    start = info.header_offset + _LOCAL_HEADER.size + name_length + extra_length
+    mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+    if start + info.compress_size > len(mapped):
+        mapped.close()
+        raise InputError(f"{path}: corrupt npz archive ({info.filename!r} is cut short)")
+    return memoryview(mapped)[start : start + info.compress_size]
+
+
+def _decode_data(
+    path: Path, key: str, info: zipfile.ZipInfo, header: _ArrayHeader, header_bytes: int, decode: Callable
+) -> np.ndarray:
+    """A deflated member decoded at once, .npy header and data, into one buffer of exactly the declared size
+    and a byte more: a member that holds fewer or more bytes than its header declares is refused, and its
+    CRC-32 is checked as zipfile checks it. Memory: the array (and its header); the compressed bytes stay
+    in the file's pages."""
+    import imagecodecs
+
+    total = header_bytes + header.nbytes
+    buffer = np.empty(total + 1 + 64, dtype=np.uint8)
+    pad = -(buffer.ctypes.data + header_bytes) % 64  # the data start 64-byte aligned, as numpy allocates
+    out = buffer[pad : pad + total + 1]
+    with path.open("rb") as handle:
+        compressed = _member_bytes(path, handle, info)
+        try:
+            decoded = len(decode(compressed, raw=True, out=out))
+        except imagecodecs.DeflateError as error:
+            if "INSUFFICIENT_SPACE" in str(error):  # the stream goes on past the declared size
+                raise InputError(
+                    f"{path}: {key!r} holds more data than its header declares ({header.shape}), or is corrupt"
+                ) from None
+            raise InputError(f"{path}: corrupt npz archive ({key!r}: {first_line(error)})") from None
+        finally:
+            mapped = compressed.obj
+            compressed.release()
+            mapped.close()
+    if decoded != total:
+        problem = "truncated after" if decoded < total else "holds more than"
+        raise InputError(f"{path}: {key!r} is {problem} {decoded - header_bytes} of {header.nbytes} bytes")
+    if imagecodecs.deflate_crc32(out[:total]) != info.CRC:
+        raise InputError(f"{path}: corrupt npz archive (bad CRC-32 of {info.filename!r})")
+    data = out[header_bytes:total].view(header.dtype)
+    if header.fortran_order:
+        return data.reshape(header.shape[::-1]).T
+    return data.reshape(header.shape)
+
+
 def load_probabilities(
     path: str | Path,
     key: str = PROBABILITIES_KEY,
@@ -142,12 +209,12 @@ def load_probabilities(
 
     Nothing is unpickled: the `.npy` member's header is parsed first and an object dtype (a pickle) is
     refused, as is any non-floating dtype. `check_shape` then sees the declared shape before any data is
-    decompressed (e.g. to refuse a shape that does not fit the reference); the data are read in chunks of
-    READ_CHUNK bytes into an array of exactly the declared size, at most MAX_ELEMENTS values and at most what
-    the member's compressed bytes can hold (`_check_size`: a lying zip directory or a bomb is refused from
-    the headers), and a member holding fewer or more bytes than declared (truncated, or a decompression bomb)
-    is refused. The `.pkl`
-    file nnU-Net writes beside it is never opened.
+    decompressed (e.g. to refuse a shape that does not fit the reference); the data are read into an array
+    of exactly the declared size, at most MAX_ELEMENTS values and at most what the member's compressed bytes
+    can hold (`_check_size`: a lying zip directory or a bomb is refused from the headers), and a member
+    holding fewer or more bytes than declared (truncated, or a decompression bomb) is refused. A deflated member (what `np.savez_compressed` writes) is decoded at once by libdeflate
+    (imagecodecs) straight into the array's buffer, its CRC-32 checked; a stored one is read in chunks. The
+    `.pkl` file nnU-Net writes beside it is never opened.
 
     Args:
         path: the `CASE.npz` file.
@@ -179,8 +246,12 @@ def load_probabilities(
                 header = _read_header(path, key, stream)
                 if check_shape is not None:
                     check_shape(header.shape)
-                _check_size(path, key, info, header, info.file_size - stream.tell())
-                return _read_data(path, key, stream, header)
+                header_bytes = stream.tell()
+                _check_size(path, key, info, header, info.file_size - header_bytes)
+                decode = _deflate_decoder() if info.compress_type == zipfile.ZIP_DEFLATED else None
+                if decode is None or info.flag_bits & 1:  # stored, or encrypted (zipfile refuses it)
+                    return _read_data(path, key, stream, header)
+            return _decode_data(path, key, info, header, header_bytes, decode)
     except InputError:
         raise
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError, RuntimeError) as error:

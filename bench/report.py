@@ -5,7 +5,7 @@ Writes synthetic 3D cases into a temporary folder as nnU-Net leaves them after `
 the reference `CASE.nii.gz` (nnU-Net's `SimpleITKIO`), plus a dataset.json. For every N in `--cases`
 (folders of the first N cases, hard links) each method runs in a fresh subprocess, the methods
 interleaved (rotating order), timing the wall clock and the peak RSS of the whole process tree
-(workers included, sampled every 20 ms from /proc):
+(workers included, sampled every 20 ms from /proc), in this process's environment (no thread settings):
 
     load:          a bare loop: np.load(CASE.npz)["probabilities"] and SimpleITKIO().read_seg(CASE.nii.gz)
     report -np K:  `nnunet-surgery report GT PRED -djfile dataset.json -o OUT -np K --bins B` (its command module),
@@ -192,7 +192,9 @@ def bench_dataset(args: argparse.Namespace, data: str) -> None:
         plain = f"report -np{args.nps[0]} {NO_BOOTSTRAP}"
         methods = ["load", *(f"report -np{k}" for k in args.nps), plain, "torchmetrics"]
         peaks: dict[str, dict[int, list[int]]] = {m: {n: [] for n in args.cases} for m in methods}
-        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        # the environment as a user's shell has it: with OMP_NUM_THREADS=1 an earlier version hid 80 ms a
+        # case of BLAS threads spinning beside the report's read-ahead thread
+        env = dict(os.environ)
         walls: dict[str, dict[int, list[float]]] = {m: {n: [] for n in args.cases} for m in methods}
         shutil.rmtree(root / "out", ignore_errors=True)  # reports of an earlier run in --workdir
         for rep in range(args.reps):

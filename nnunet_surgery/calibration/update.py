@@ -103,11 +103,13 @@ def label_stats(
     )
     p = probability.astype(np.float64)
     residual = p - outcome
-    brier_sum = float(np.dot(residual, residual))
     # p_y = 1 - |p - y| (p where y, 1 - p elsewhere): from the residual, with no select pass. Both
     # subtractions are exact in float64 for float32 p >= 2**-30; a smaller p, where y, becomes a value
     # below eps or 0, which the clip takes to eps as it does p itself
     p_true = np.abs(residual)
+    # numpy's pairwise sum of the squares, not np.dot: BLAS's threads spin beside the read-ahead thread
+    # (`cases.pool.read_ahead`) and cost a 2 x 160^3 case 80 ms (docs/benchmarks.md)
+    brier_sum = float(np.square(residual, out=residual).sum())
     np.subtract(1.0, p_true, out=p_true)
     nll_sum = -float(np.log(np.clip(p_true, eps, 1.0 - eps, out=p_true), out=p_true).sum())
     truth_stats = None

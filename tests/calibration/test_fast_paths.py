@@ -85,7 +85,7 @@ def test_nll_and_brier_sums_equal_their_definition_at_every_magnitude():
     p_y = np.clip(np.where(y, p64, 1.0 - p64), NLL_EPS, 1.0 - NLL_EPS)
     stats = label_stats(p, y, 10, fine_factor=7)
     assert stats.nll_sum == -float(np.log(p_y).sum())
-    assert stats.brier_sum == float(np.dot(p64 - y, p64 - y))
+    assert stats.brier_sum == float(np.sum((p64 - y) ** 2))
     reference = binned_stats(p, y, 70)
     for field in ("count", "sum_confidence", "sum_target"):
         assert np.array_equal(getattr(stats.fine, field), getattr(reference, field))

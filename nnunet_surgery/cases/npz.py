@@ -132,8 +132,12 @@ def _read_data(path: Path, key: str, stream: IO[bytes], header: _ArrayHeader) ->
             raise InputError(f"{path}: {key!r} is truncated after {offset} of {header.nbytes} bytes")
         offset += read
     if stream.read(1):
-        raise InputError(f"{path}: {key!r} holds more data than its header declares ({header.shape})")
+        raise _too_long(path, key, header)
     return array.T if header.fortran_order else array
+
+
+def _too_long(path: Path, key: str, header: _ArrayHeader, maybe: str = "") -> InputError:
+    return InputError(f"{path}: {key!r} holds more data than its header declares ({header.shape}){maybe}")
 
 
 def _deflate_decoder() -> Callable | None:
@@ -180,17 +184,18 @@ def _decode_data(
             decoded = len(decode(compressed, raw=True, out=out))
         except imagecodecs.DeflateError as error:
             if "INSUFFICIENT_SPACE" in str(error):  # the stream goes on past the declared size
-                raise InputError(
-                    f"{path}: {key!r} holds more data than its header declares ({header.shape}), or is corrupt"
-                ) from None
+                raise _too_long(path, key, header, ", or is corrupt") from None
             raise InputError(f"{path}: corrupt npz archive ({key!r}: {first_line(error)})") from None
         finally:
             mapped = compressed.obj
             compressed.release()
             mapped.close()
-    if decoded != total:
-        problem = "truncated after" if decoded < total else "holds more than"
-        raise InputError(f"{path}: {key!r} is {problem} {decoded - header_bytes} of {header.nbytes} bytes")
+    if decoded < total:
+        raise InputError(
+            f"{path}: {key!r} is truncated after {decoded - header_bytes} of {header.nbytes} bytes"
+        )
+    if decoded > total:
+        raise _too_long(path, key, header)
     if imagecodecs.deflate_crc32(out[:total]) != info.CRC:
         raise InputError(f"{path}: corrupt npz archive (bad CRC-32 of {info.filename!r})")
     data = out[header_bytes:total].view(header.dtype)
@@ -212,9 +217,10 @@ def load_probabilities(
     decompressed (e.g. to refuse a shape that does not fit the reference); the data are read into an array
     of exactly the declared size, at most MAX_ELEMENTS values and at most what the member's compressed bytes
     can hold (`_check_size`: a lying zip directory or a bomb is refused from the headers), and a member
-    holding fewer or more bytes than declared (truncated, or a decompression bomb) is refused. A deflated member (what `np.savez_compressed` writes) is decoded at once by libdeflate
-    (imagecodecs) straight into the array's buffer, its CRC-32 checked; a stored one is read in chunks. The
-    `.pkl` file nnU-Net writes beside it is never opened.
+    holding fewer or more bytes than declared (truncated, or a decompression bomb) is refused. A deflated
+    member (what `np.savez_compressed` writes) is decoded at once by libdeflate (imagecodecs) straight into
+    the array's buffer, its CRC-32 checked; a stored one is read in chunks. The `.pkl` file nnU-Net writes
+    beside it is never opened.
 
     Args:
         path: the `CASE.npz` file.

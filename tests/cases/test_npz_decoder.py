@@ -131,3 +131,26 @@ def test_a_directory_claiming_more_compressed_bytes_than_the_file_holds_is_refus
     _, central, _ = _member_offsets(archive)
     _patch(archive, central + 20, struct.pack("<I", archive.stat().st_size + 1000))
     _refused(archive, "cut short")
+
+
+@pytest.mark.parametrize("extra", [1, 4096])
+def test_a_member_with_bytes_beyond_its_declared_data_is_refused(tmp_path, decoder, extra):
+    """One byte more than declared is enough (the buffer holds the declared size and one byte)."""
+    array = np.full((2, 8, 8), 0.5, dtype=np.float32)
+    header = {"descr": "<f4", "fortran_order": False, "shape": array.shape}
+    path = tmp_path / "case.npz"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        with archive.open("probabilities.npy", "w") as member:
+            np.lib.format.write_array_header_1_0(member, header)
+            member.write(array.tobytes() + bytes(extra))
+    _refused(path, "more data than its header declares")
+
+
+def test_a_member_shorter_than_declared_is_refused(tmp_path, decoder):
+    header = {"descr": "<f4", "fortran_order": False, "shape": (2, 8, 8)}
+    path = tmp_path / "case.npz"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        with archive.open("probabilities.npy", "w") as member:
+            np.lib.format.write_array_header_1_0(member, header)
+            member.write(bytes(4 * 2 * 8 * 8 - 1))
+    _refused(path, "truncated")

@@ -12,6 +12,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import IO
 
 import numpy as np
@@ -140,23 +141,25 @@ def _too_long(path: Path, key: str, header: _ArrayHeader, maybe: str = "") -> In
     return InputError(f"{path}: {key!r} holds more data than its header declares ({header.shape}){maybe}")
 
 
-def _deflate_decoder() -> Callable | None:
-    """libdeflate's raw-deflate decoder (imagecodecs, which nnU-Net requires), or None where this build of
-    imagecodecs lacks it. It decodes a member 2.5x as fast as zlib (`bench/results/report-stages-cpu.txt`)."""
+def _libdeflate() -> ModuleType | None:
+    """imagecodecs (which nnU-Net requires) where it has libdeflate, else None. libdeflate decodes a member
+    2.5x as fast as zlib (`bench/results/report-stages-cpu.txt`)."""
     try:
         import imagecodecs
     except ImportError:
         return None
-    return imagecodecs.deflate_decode if imagecodecs.DEFLATE.available else None
+    return imagecodecs if imagecodecs.DEFLATE.available else None
 
 
 def _member_bytes(path: Path, handle: IO[bytes], info: zipfile.ZipInfo) -> memoryview:
     """The compressed bytes of a zip member, mapped from the file (read-only; nothing is copied)."""
     handle.seek(info.header_offset)
     local = handle.read(_LOCAL_HEADER.size)
-    if len(local) < _LOCAL_HEADER.size or _LOCAL_HEADER.unpack(local)[0] != b"PK\x03\x04":
+    signature, name_length, extra_length = (
+        _LOCAL_HEADER.unpack(local) if len(local) == _LOCAL_HEADER.size else (b"", 0, 0)
+    )
+    if signature != b"PK\x03\x04":
         raise InputError(f"{path}: corrupt npz archive (bad local header of {info.filename!r})")
-    _, name_length, extra_length = _LOCAL_HEADER.unpack(local)
     start = info.header_offset + _LOCAL_HEADER.size + name_length + extra_length
     mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
     if start + info.compress_size > len(mapped):
@@ -166,14 +169,12 @@ def _member_bytes(path: Path, handle: IO[bytes], info: zipfile.ZipInfo) -> memor
 
 
 def _decode_data(
-    path: Path, key: str, info: zipfile.ZipInfo, header: _ArrayHeader, header_bytes: int, decode: Callable
+    path: Path, key: str, info: zipfile.ZipInfo, header: _ArrayHeader, header_bytes: int, codecs: ModuleType
 ) -> np.ndarray:
     """A deflated member decoded at once, .npy header and data, into one buffer of exactly the declared size
     and a byte more: a member that holds fewer or more bytes than its header declares is refused, and its
     CRC-32 is checked as zipfile checks it. Memory: the array (and its header); the compressed bytes stay
     in the file's pages."""
-    import imagecodecs
-
     total = header_bytes + header.nbytes
     buffer = np.empty(total + 1 + 64, dtype=np.uint8)
     pad = -(buffer.ctypes.data + header_bytes) % 64  # the data start 64-byte aligned, as numpy allocates
@@ -181,8 +182,8 @@ def _decode_data(
     with path.open("rb") as handle:
         compressed = _member_bytes(path, handle, info)
         try:
-            decoded = len(decode(compressed, raw=True, out=out))
-        except imagecodecs.DeflateError as error:
+            decoded = len(codecs.deflate_decode(compressed, raw=True, out=out))
+        except codecs.DeflateError as error:
             if "INSUFFICIENT_SPACE" in str(error):  # the stream goes on past the declared size
                 raise _too_long(path, key, header, ", or is corrupt") from None
             raise InputError(f"{path}: corrupt npz archive ({key!r}: {first_line(error)})") from None
@@ -196,7 +197,7 @@ def _decode_data(
         )
     if decoded > total:
         raise _too_long(path, key, header)
-    if imagecodecs.deflate_crc32(out[:total]) != info.CRC:
+    if codecs.deflate_crc32(out[:total]) != info.CRC:
         raise InputError(f"{path}: corrupt npz archive (bad CRC-32 of {info.filename!r})")
     data = out[header_bytes:total].view(header.dtype)
     if header.fortran_order:
@@ -254,10 +255,10 @@ def load_probabilities(
                     check_shape(header.shape)
                 header_bytes = stream.tell()
                 _check_size(path, key, info, header, info.file_size - header_bytes)
-                decode = _deflate_decoder() if info.compress_type == zipfile.ZIP_DEFLATED else None
-                if decode is None or info.flag_bits & 1:  # stored, or encrypted (zipfile refuses it)
+                codecs = _libdeflate() if info.compress_type == zipfile.ZIP_DEFLATED else None
+                if codecs is None or info.flag_bits & 1:  # stored, or encrypted (zipfile refuses it)
                     return _read_data(path, key, stream, header)
-            return _decode_data(path, key, info, header, header_bytes, decode)
+            return _decode_data(path, key, info, header, header_bytes, codecs)
     except InputError:
         raise
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError, RuntimeError) as error:

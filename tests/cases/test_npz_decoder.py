@@ -21,9 +21,9 @@ DECODERS = ("libdeflate", "zipfile")
 def decoder(request, monkeypatch) -> str:
     """Run the test with each decoder: `zipfile` forces the streamed path, as where libdeflate is missing."""
     if request.param == "zipfile":
-        monkeypatch.setattr(npz_module, "_deflate_decoder", lambda: None)
+        monkeypatch.setattr(npz_module, "_libdeflate", lambda: None)
     else:
-        assert npz_module._deflate_decoder() is not None  # imagecodecs (an nnU-Net requirement) has it
+        assert npz_module._libdeflate() is not None  # imagecodecs (an nnU-Net requirement) has it
     return request.param
 
 
